@@ -1,0 +1,76 @@
+// fcnfast._C: pybind11 bindings of the C++ CPU kernels. Called only from fcnfast/backends/cpp.py,
+// which validates tensors and passes data pointers, element strides and a dtype code.
+#include "fcnfast/bindings.h"
+#include "fcnfast/upsample_crop_add.h"
+
+namespace py = pybind11;
+using namespace fcnfast;
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "fcnfast C++ CPU kernels (OpenMP); does not link libtorch";
+  m.def("build_info", []() {
+    py::dict d;
+    d["version"] = FCNFAST_VERSION;
+    d["openmp"] = cpu::has_openmp();
+    d["max_threads"] = cpu::max_threads();
+    d["dtypes"] = std::vector<std::string>{"float32", "float64"};
+    return d;
+  });
+  m.def(
+      "tap_range",
+      [](int64_t o, int64_t k, int64_t s, int64_t in_size) {
+        const TapRange r = tap_range(o, k, s, in_size);
+        return py::make_tuple(r.first, r.count, r.k0);
+      },
+      "Shared index math (index_math.h): (first input index, tap count, first kernel index)");
+  m.def(
+      "kernel_range",
+      [](int64_t i, int64_t k, int64_t s, int64_t offset, int64_t size) {
+        const KernelRange r = kernel_range(i, k, s, offset, size);
+        return py::make_tuple(r.k_begin, r.k_end);
+      },
+      "Shared index math (index_math.h): kernel indices [begin, end) of input i inside the window");
+  m.def(
+      "upsample_crop_add_fwd",
+      [](const std::vector<int64_t>& geom, int dtype, std::uintptr_t x,
+         const std::vector<int64_t>& x_strides, std::uintptr_t weight, std::uintptr_t bias,
+         std::uintptr_t skip, const std::vector<int64_t>& skip_strides, std::uintptr_t out,
+         bool depthwise, int num_threads) {
+        const Geometry g = geometry_from(geom);
+        check_dtype_code(dtype);
+        const auto xs = strides_from(x_strides, "x_strides");
+        const auto ss = strides_from(skip_strides, "skip_strides");
+        py::gil_scoped_release release;
+        cpu::upsample_crop_add_fwd(g, dtype, cptr(x), xs.data(), cptr(weight), cptr(bias),
+                                   cptr(skip), ss.data(), mptr(out), depthwise, num_threads);
+      },
+      py::arg("geometry"), py::arg("dtype"), py::arg("x"), py::arg("x_strides"), py::arg("weight"),
+      py::arg("bias"), py::arg("skip"), py::arg("skip_strides"), py::arg("out"),
+      py::arg("depthwise"), py::arg("num_threads"));
+  m.def(
+      "upsample_crop_add_bwd_input",
+      [](const std::vector<int64_t>& geom, int dtype, std::uintptr_t grad_out, std::uintptr_t weight,
+         std::uintptr_t grad_x, bool depthwise, int num_threads) {
+        const Geometry g = geometry_from(geom);
+        check_dtype_code(dtype);
+        py::gil_scoped_release release;
+        cpu::upsample_crop_add_bwd_input(g, dtype, cptr(grad_out), cptr(weight), mptr(grad_x),
+                                         depthwise, num_threads);
+      },
+      py::arg("geometry"), py::arg("dtype"), py::arg("grad_out"), py::arg("weight"),
+      py::arg("grad_x"), py::arg("depthwise"), py::arg("num_threads"));
+  m.def(
+      "upsample_crop_add_bwd_weight",
+      [](const std::vector<int64_t>& geom, int dtype, std::uintptr_t x,
+         const std::vector<int64_t>& x_strides, std::uintptr_t grad_out, std::uintptr_t grad_w,
+         int num_threads) {
+        const Geometry g = geometry_from(geom);
+        check_dtype_code(dtype);
+        const auto xs = strides_from(x_strides, "x_strides");
+        py::gil_scoped_release release;
+        cpu::upsample_crop_add_bwd_weight(g, dtype, cptr(x), xs.data(), cptr(grad_out),
+                                          mptr(grad_w), num_threads);
+      },
+      py::arg("geometry"), py::arg("dtype"), py::arg("x"), py::arg("x_strides"),
+      py::arg("grad_out"), py::arg("grad_w"), py::arg("num_threads"));
+}

@@ -1,0 +1,71 @@
+// Index math shared by the C++ (CPU) and CUDA kernels of fcnfast::upsample_crop_add.
+//
+// Everything here is a pure function of integers, compiled for host and device, so the
+// CPU tests exercise exactly the arithmetic the GPU kernels run. All index math is
+// int64: an FCN head at 1024x1024 with batch 8 already has >2^31 output elements in
+// its dense form, and overflow must never be silent.
+#pragma once
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define FCNFAST_HD __host__ __device__ __forceinline__
+#else
+#define FCNFAST_HD inline
+#endif
+
+namespace fcnfast {
+
+// dtype codes passed from Python (fcnfast/backends/_abi.py mirrors these).
+enum DType : int { kFloat32 = 0, kFloat64 = 1, kFloat16 = 2, kBFloat16 = 3 };
+
+// Geometry of one call, in the field order of fcnfast.geometry.Geometry.
+// x: (N, Cin, Hin, Win); weight: (Cin, Cout, kh, kw); out: (N, Cout, H, W) is the window
+// [oy, oy+H) x [ox, ox+W) of the full transposed-conv output; the skip window starts
+// at (sy, sx). Python has validated every bound before a kernel sees this struct.
+struct Geometry {
+  int64_t N, Cin, Cout, Hin, Win, kh, kw, H, W, sh, sw, oy, ox, sy, sx;
+};
+
+// Floor division for a possibly negative numerator and a positive denominator.
+FCNFAST_HD int64_t floor_div(int64_t a, int64_t b) {
+  const int64_t q = a / b;
+  return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+
+// Input taps that reach absolute transposed-conv output position `o` along one axis.
+// Tap t (0 <= t < count) reads input index `first + t` with kernel index `k0 - t * s`.
+// With k == 2s every interior o has exactly two taps (the phase decomposition).
+struct TapRange {
+  int64_t first;  // first input index
+  int64_t count;  // number of taps (0 when o sees no input)
+  int64_t k0;     // kernel index of the first tap
+};
+
+FCNFAST_HD TapRange tap_range(int64_t o, int64_t k, int64_t s, int64_t in_size) {
+  // i contributes iff 0 <= o - i*s < k  <=>  floor((o-k)/s) + 1 <= i <= floor(o/s).
+  int64_t first = floor_div(o - k, s) + 1;
+  int64_t last = floor_div(o, s);
+  if (first < 0) first = 0;
+  if (last > in_size - 1) last = in_size - 1;
+  const int64_t count = last >= first ? last - first + 1 : 0;
+  return TapRange{first, count, o - first * s};
+}
+
+// Kernel indices through which input index `i` reaches the output window
+// [offset, offset + size): kernel index kk in [k_begin, k_end) writes window row
+// i*s + kk - offset. Used by the input gradient (a strided correlation).
+struct KernelRange {
+  int64_t k_begin;
+  int64_t k_end;  // exclusive; k_end <= k_begin means no contribution
+};
+
+FCNFAST_HD KernelRange kernel_range(int64_t i, int64_t k, int64_t s, int64_t offset,
+                                    int64_t size) {
+  int64_t lo = offset - i * s;
+  int64_t hi = offset + size - i * s;
+  if (lo < 0) lo = 0;
+  if (hi > k) hi = k;
+  return KernelRange{lo, hi};
+}
+
+}  // namespace fcnfast

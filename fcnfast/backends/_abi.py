@@ -1,0 +1,34 @@
+"""What the pybind11 modules expect from Python: dtype codes, pointers, strides, geometry."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+
+from ..geometry import Geometry
+
+# Mirrors enum DType in csrc/include/fcnfast/index_math.h.
+DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
+NO_STRIDES = [0, 0, 0, 0]
+
+
+def ptr(t: Optional[torch.Tensor]) -> int:
+    return 0 if t is None else t.data_ptr()
+
+
+def strides(t: Optional[torch.Tensor]) -> List[int]:
+    return NO_STRIDES if t is None else list(t.stride())
+
+
+def geometry_list(g: Geometry) -> List[int]:
+    return [int(v) for v in g]
+
+
+def check_layout(g: Geometry, x: torch.Tensor, skip: Optional[torch.Tensor]) -> None:
+    """Last line of defence before raw pointers leave Python: shapes must match the geometry."""
+    if tuple(x.shape) != (g.N, g.Cin, g.Hin, g.Win):
+        raise ValueError(f"x shape {tuple(x.shape)} does not match geometry {g}")
+    if skip is not None:
+        if skip.shape[0] != g.N or skip.shape[1] != g.Cout or skip.shape[2] < g.sy + g.H or skip.shape[3] < g.sx + g.W:
+            raise ValueError(f"skip shape {tuple(skip.shape)} does not cover the window of {g}")
