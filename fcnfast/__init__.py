@@ -1,0 +1,28 @@
+"""fcnfast: exact FCN-32s/16s/8s semantic segmentation with fused upsample + skip + crop kernels.
+
+    import fcnfast
+    model = fcnfast.FCN8s().eval()          # Caffe geometry, fused heads on the best backend
+    out = fcnfast.upsample_crop_add(x, w, 8, offset=31, size=(500, 500), skip=s, skip_offset=9)
+"""
+
+from .backends import available_backends
+from .models import FCN8s, FCN8sAtOnce, FCN16s, FCN32s, build_model, load_weights, vgg16_init
+from .nn import UpsampleCropAdd
+from .ops import is_channel_diagonal, upsample_crop_add
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "upsample_crop_add",
+    "is_channel_diagonal",
+    "available_backends",
+    "UpsampleCropAdd",
+    "FCN32s",
+    "FCN16s",
+    "FCN8s",
+    "FCN8sAtOnce",
+    "build_model",
+    "load_weights",
+    "vgg16_init",
+    "__version__",
+]

@@ -1,0 +1,47 @@
+"""The ``fcnfast`` command line (console script and ``python -m fcnfast``).
+
+Each subcommand lives in ``fcnfast/commands/<name>.py`` with ``register(subparsers)``, which
+adds its parser and sets ``func``; modules keep heavy imports inside their ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+# Subcommand modules in the order ``fcnfast --help`` lists them.
+COMMANDS = ("info", "bench", "segment", "train", "evaluate", "make_toy_dataset")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="fcnfast", description="Fast, exact FCN semantic segmentation with fused head kernels."
+    )
+    parser.add_argument("--version", action="version", version=f"fcnfast {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"fcnfast.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"fcnfast.commands.{name}":
+                continue  # subcommand not part of this build
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 0
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Loading FCN checkpoints and transplanting VGG16 weights, with errors that name the problem."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Dict, Union
+
+import torch
+from torch import Tensor, nn
+
+from .fcn import CONV_NAMES
+
+StateDictSource = Union[str, os.PathLike, Mapping]
+
+# torchvision's vgg16: conv layers at these features.N indices, fc6/fc7 at classifier.0/3.
+VGG16_FEATURE_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
+
+
+def read_state_dict(source: StateDictSource) -> Dict[str, Tensor]:
+    """A state dict from a path (``torch.load(weights_only=True)``) or a mapping, unwrapped."""
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"checkpoint not found: {path}")
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ValueError(f"could not read checkpoint {path}: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(loaded, Mapping):
+            raise ValueError(f"checkpoint {path} holds a {type(loaded).__name__}, not a state dict")
+        return unwrap_state_dict(loaded)
+    if isinstance(source, Mapping):
+        return unwrap_state_dict(source)
+    raise TypeError(f"expected a path or a state dict, got {type(source).__name__}")
+
+
+def unwrap_state_dict(state: Mapping) -> Dict[str, Tensor]:
+    """Take ``model_state_dict`` out of a training checkpoint and drop a ``module.`` prefix."""
+    if "model_state_dict" in state and isinstance(state["model_state_dict"], Mapping):
+        state = state["model_state_dict"]
+    keys = list(state.keys())
+    if keys and all(isinstance(k, str) and k.startswith("module.") for k in keys):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return dict(state)
+
+
+def _first(items, limit: int = 5) -> str:
+    items = list(items)
+    shown = ", ".join(items[:limit])
+    return shown + (f" (and {len(items) - limit} more)" if len(items) > limit else "")
+
+
+def load_weights(model: nn.Module, source: StateDictSource) -> nn.Module:
+    """Load a checkpoint (path or dict; plain state dict or one holding ``model_state_dict``).
+
+    Raises FileNotFoundError for a missing file and ValueError naming the first missing,
+    unexpected or mis-shaped keys. Returns ``model``.
+    """
+    state = read_state_dict(source)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mis_shaped = [
+        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and isinstance(state[k], Tensor) and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_first(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_first(unexpected)}")
+    if mis_shaped:
+        problems.append(f"wrong shapes (checkpoint != model): {_first(mis_shaped)}")
+    if problems:
+        where = source if isinstance(source, (str, os.PathLike)) else "state dict"
+        raise ValueError(f"checkpoint {where} does not fit {type(model).__name__}: " + "; ".join(problems))
+    nn.Module.load_state_dict(model, state, strict=True)
+    return model
+
+
+def vgg16_init(model: nn.Module, source: StateDictSource) -> nn.Module:
+    """Transplant a VGG16 state dict (torchvision layout: features.N, classifier.N) into conv1_1..fc7.
+
+    fc6 (4096x25088) becomes a 4096x512x7x7 conv and fc7 (4096x4096) a 1x1 conv, as in the
+    paper's convolutionalisation. Score and upsampling layers are left as they are.
+    """
+    state = read_state_dict(source)
+    pairs = [(f"features.{idx}", name) for idx, name in zip(VGG16_FEATURE_INDICES, CONV_NAMES)]
+    pairs += [("classifier.0", "fc6"), ("classifier.3", "fc7")]
+    needed = [f"{src}.{p}" for src, _ in pairs for p in ("weight", "bias")]
+    missing = [k for k in needed if k not in state]
+    if missing:
+        raise ValueError(f"VGG16 state dict lacks keys: {_first(missing)} (expected torchvision's vgg16 layout)")
+    with torch.no_grad():
+        for src, name in pairs:
+            layer = getattr(model, name)
+            weight, bias = state[f"{src}.weight"], state[f"{src}.bias"]
+            if weight.numel() != layer.weight.numel() or bias.shape != layer.bias.shape:
+                raise ValueError(
+                    f"VGG16 {src}.weight {tuple(weight.shape)} / bias {tuple(bias.shape)} cannot fill "
+                    f"{name}.weight {tuple(layer.weight.shape)} / bias {tuple(layer.bias.shape)}"
+                )
+            layer.weight.copy_(weight.reshape(layer.weight.shape))
+            layer.bias.copy_(bias)
+    return model

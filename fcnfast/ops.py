@@ -1,0 +1,214 @@
+"""The fused op ``fcnfast::upsample_crop_add``: registration, fake kernel, autograd, backend choice.
+
+Data flows one way: kernels (Triton / C++ / CUDA) -> launchers (``fcnfast.backends``) ->
+the ops registered here -> modules (``fcnfast.nn``) -> models. Everything above this file
+calls :func:`upsample_crop_add`; nothing here knows about models.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.weak import WeakIdKeyDictionary
+
+from . import backends
+from .geometry import Geometry, IntPair, resolve_geometry
+
+# depthwise argument of the registered op: -1 detect (cached), 0 dense, 1 require diagonal.
+_DEPTHWISE_CODES = {None: -1, False: 0, True: 1}
+
+# weight tensor -> (its _version when scanned, is channel-diagonal). Weak keys: an entry
+# dies with its tensor, so a new tensor at a recycled address is never mistaken for it.
+_diagonal_cache: "WeakIdKeyDictionary" = WeakIdKeyDictionary()
+
+
+def is_channel_diagonal(weight: Tensor) -> bool:
+    """Whether a (Cin, Cout, kh, kw) weight is zero wherever Cin != Cout (FCN's bilinear filters).
+
+    Scans the weight once per tensor and version (in-place updates such as optimizer steps
+    and ``load_state_dict`` bump the version), so calling it every forward is cheap.
+    """
+    if weight.dim() != 4 or weight.shape[0] != weight.shape[1]:
+        return False
+    version = weight._version
+    cached = _diagonal_cache.get(weight)
+    if cached is not None and cached[0] == version:
+        return cached[1]
+    with torch.no_grad():
+        channels = weight.shape[0]
+        off_diagonal = ~torch.eye(channels, dtype=torch.bool, device=weight.device)
+        result = not bool(weight.detach()[off_diagonal].any())
+    _diagonal_cache[weight] = (version, result)
+    return result
+
+
+def _resolve_depthwise(weight: Tensor, depthwise: int) -> bool:
+    if depthwise == 0:
+        return False
+    diagonal = is_channel_diagonal(weight)
+    if depthwise == 1 and not diagonal:
+        raise ValueError(
+            f"depthwise=True requires a weight with Cin == Cout that is zero off the channel "
+            f"diagonal; got weight of shape {tuple(weight.shape)} with off-diagonal entries"
+        )
+    return diagonal
+
+
+def _geometry(x, weight, bias, skip, stride, offset, size, skip_offset) -> Geometry:
+    return resolve_geometry(x, weight, stride, offset, size, skip, skip_offset, bias)
+
+
+def _forward_impl(
+    x: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor],
+    skip: Optional[Tensor],
+    stride: Sequence[int],
+    offset: Sequence[int],
+    size: Sequence[int],
+    skip_offset: Sequence[int],
+    depthwise: int,
+    backend: Optional[str],
+) -> Tensor:
+    geom = _geometry(x, weight, bias, skip, stride, offset, size, skip_offset)
+    name = backends.resolve_backend(backend, x.device, x.dtype)
+    use_depthwise = _resolve_depthwise(weight, depthwise)
+    return backends.get(name).forward(x, weight, bias, skip, geom, use_depthwise)
+
+
+# One implementation serves both devices: the backend choice inside it is per device.
+_upsample_crop_add_op = torch.library.custom_op(
+    "fcnfast::upsample_crop_add", mutates_args=(), device_types="cuda"
+)(_forward_impl)
+_upsample_crop_add_op.register_kernel("cpu")(_forward_impl)
+
+
+@_upsample_crop_add_op.register_fake
+def _(x, weight, bias, skip, stride, offset, size, skip_offset, depthwise, backend):
+    geom = _geometry(x, weight, bias, skip, stride, offset, size, skip_offset)
+    return x.new_empty((geom.N, geom.Cout, geom.H, geom.W))
+
+
+def _backward_impl(
+    grad_out: Tensor,
+    x: Tensor,
+    weight: Tensor,
+    stride: Sequence[int],
+    offset: Sequence[int],
+    size: Sequence[int],
+    depthwise: int,
+    backend: Optional[str],
+    need_input: bool,
+    need_weight: bool,
+) -> Tuple[Tensor, Tensor]:
+    """(grad_x, grad_weight); a gradient that is not needed comes back as an empty tensor."""
+    geom = _geometry(x, weight, None, None, stride, offset, size, (0, 0))
+    name = backends.resolve_backend(backend, x.device, x.dtype)
+    # The depthwise path is exact for grad_x; grad_weight is always dense, because the
+    # gradient of a diagonal weight's off-diagonal entries is not zero.
+    use_depthwise = _resolve_depthwise(weight, depthwise)
+    grad_x, grad_w = backends.get(name).backward(grad_out, x, weight, geom, use_depthwise, need_input, need_weight)
+    empty = x.new_empty((0,))
+    return (grad_x if grad_x is not None else empty), (grad_w if grad_w is not None else empty)
+
+
+_upsample_crop_add_backward_op = torch.library.custom_op(
+    "fcnfast::upsample_crop_add_backward", mutates_args=(), device_types="cuda"
+)(_backward_impl)
+_upsample_crop_add_backward_op.register_kernel("cpu")(_backward_impl)
+
+
+@_upsample_crop_add_backward_op.register_fake
+def _(grad_out, x, weight, stride, offset, size, depthwise, backend, need_input, need_weight):
+    grad_x = x.new_empty(x.shape) if need_input else x.new_empty((0,))
+    grad_w = weight.new_empty(weight.shape) if need_weight else weight.new_empty((0,))
+    return grad_x, grad_w
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, bias, skip, stride, offset, size, skip_offset, depthwise, backend = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.args = (list(stride), list(offset), list(size), depthwise, backend)
+    ctx.skip_offset = list(skip_offset)
+    ctx.skip_shape = None if skip is None else tuple(skip.shape)
+
+
+def _backward(ctx, grad_out):
+    x, weight = ctx.saved_tensors
+    need_x, need_w, need_bias, need_skip = ctx.needs_input_grad[:4]
+    stride, offset, size, depthwise, backend = ctx.args
+    grad_x = grad_w = grad_bias = grad_skip = None
+    if need_x or need_w:
+        gx, gw = torch.ops.fcnfast.upsample_crop_add_backward(
+            grad_out, x, weight, stride, offset, size, depthwise, backend, need_x, need_w
+        )
+        grad_x = gx if need_x else None
+        grad_w = gw if need_w else None
+    if need_bias:
+        grad_bias = grad_out.sum((0, 2, 3))
+    if need_skip:
+        # grad_out placed into zeros of the skip's shape at the skip offset.
+        (sy, sx), (H, W), (_, _, Hs, Ws) = ctx.skip_offset, size, ctx.skip_shape
+        grad_skip = F.pad(grad_out, (sx, Ws - sx - W, sy, Hs - sy - H))
+    return grad_x, grad_w, grad_bias, grad_skip, None, None, None, None, None, None
+
+
+_upsample_crop_add_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def upsample_crop_add(
+    x: Tensor,
+    weight: Tensor,
+    stride: IntPair,
+    *,
+    offset: IntPair = 0,
+    size: Optional[IntPair] = None,
+    skip: Optional[Tensor] = None,
+    skip_offset: IntPair = 0,
+    bias: Optional[Tensor] = None,
+    depthwise: Optional[bool] = None,
+    backend: Optional[str] = None,
+) -> Tensor:
+    """Transposed-conv upsampling, crop and skip addition in one fused op.
+
+    Returns the contiguous (N, Cout, H, W) tensor
+    ``conv_transpose2d(x, weight, bias, stride)[:, :, oy:oy+H, ox:ox+W] + skip[:, :, sy:sy+H, sx:sx+W]``
+    without materialising the full transposed-conv output.
+
+    Args:
+        x: (N, Cin, Hin, Win), any memory layout.
+        weight: (Cin, Cout, kh, kw), the ``nn.ConvTranspose2d`` layout.
+        stride, offset, skip_offset: int or (h, w). Offsets are the window's top-left corner.
+        size: (H, W) of the window; None = full transposed-conv size minus ``offset``.
+        skip: (N, Cout, Hs, Ws) with ``skip_offset + size <= (Hs, Ws)``, or None.
+        bias: (Cout,) or None.
+        depthwise: None detects a channel-diagonal weight (cached per tensor and version)
+            and uses the 4-taps-per-output path; True requires it; False forces the dense path.
+        backend: "reference" | "triton" | "cuda" | "cpp" | None (auto; FCNFAST_BACKEND overrides).
+
+    Raises:
+        TypeError: non-tensor or integer inputs, dtype mismatch, bad stride/offset types.
+        ValueError: wrong ndim, channel mismatch, negative offsets, a window outside the
+            transposed-conv output, a skip too small, device mismatch, unknown backend,
+            depthwise=True with a non-diagonal weight.
+        RuntimeError: an explicitly requested backend that cannot run here (with the reason).
+    """
+    backends.check_backend_name(backend)
+    if depthwise not in _DEPTHWISE_CODES:
+        raise TypeError(f"depthwise must be None, True or False, got {depthwise!r}")
+    g = _geometry(x, weight, bias, skip, stride, offset, size, skip_offset)
+    return torch.ops.fcnfast.upsample_crop_add(
+        x, weight, bias, skip, [g.sh, g.sw], [g.oy, g.ox], [g.H, g.W], [g.sy, g.sx],
+        _DEPTHWISE_CODES[depthwise], backend,
+    )
+
+
+def chosen_backend(x: Tensor, backend: Optional[str] = None) -> str:
+    """The backend a call on tensors like ``x`` would run on (for reprs, logs and benchmarks)."""
+    return backends.resolve_backend(backend, x.device, x.dtype)
+
+
+__all__ = ["upsample_crop_add", "is_channel_diagonal", "chosen_backend"]

@@ -1,0 +1,1 @@
+"""Triton kernels of fcnfast (installed as ``fcnfast.kernels``); one file per op."""
