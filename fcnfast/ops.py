@@ -30,6 +30,8 @@ def is_channel_diagonal(weight: Tensor) -> bool:
 
     Scans the weight once per tensor and version (in-place updates such as optimizer steps
     and ``load_state_dict`` bump the version), so calling it every forward is cheap.
+    Writes through ``weight.data`` bypass the version counter: after such a write, call
+    :func:`clear_depthwise_cache` or pass ``depthwise=False``.
     """
     if weight.dim() != 4 or weight.shape[0] != weight.shape[1]:
         return False
@@ -43,6 +45,11 @@ def is_channel_diagonal(weight: Tensor) -> bool:
         result = not bool(weight.detach()[off_diagonal].any())
     _diagonal_cache[weight] = (version, result)
     return result
+
+
+def clear_depthwise_cache() -> None:
+    """Forget every cached diagonal-weight detection (after writes through ``tensor.data``)."""
+    _diagonal_cache.clear()
 
 
 def _resolve_depthwise(weight: Tensor, depthwise: int) -> bool:
@@ -211,4 +218,4 @@ def chosen_backend(x: Tensor, backend: Optional[str] = None) -> str:
     return backends.resolve_backend(backend, x.device, x.dtype)
 
 
-__all__ = ["upsample_crop_add", "is_channel_diagonal", "chosen_backend"]
+__all__ = ["upsample_crop_add", "is_channel_diagonal", "clear_depthwise_cache", "chosen_backend"]

@@ -1,0 +1,58 @@
+"""Shared test setup.
+
+Without a GPU, Triton kernels run under its interpreter: TRITON_INTERPRET=1 must be set
+before any @triton.jit is decorated, so it is set here, before fcnfast is imported.
+FCNFAST_REQUIRE_BACKENDS (set by .ci/run) turns an unavailable backend from a skip into a
+failure, so a broken build cannot hide behind skipped tests.
+"""
+
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+
+import fcnfast  # noqa: E402
+from fcnfast.backends import BACKENDS  # noqa: E402
+
+HAS_CUDA = torch.cuda.is_available()
+REQUIRED = [b for b in os.environ.get("FCNFAST_REQUIRE_BACKENDS", "").split(",") if b]
+
+
+def pytest_sessionstart(session):
+    available = fcnfast.available_backends()
+    missing = {b: available[b][1] for b in REQUIRED if not available.get(b, (False, "unknown backend"))[0]}
+    if missing:
+        raise pytest.UsageError(f"FCNFAST_REQUIRE_BACKENDS: not available: {missing}")
+
+
+def pytest_report_header(config):
+    lines = [f"fcnfast backends (cuda={HAS_CUDA}):"]
+    for name, (ok, why) in fcnfast.available_backends().items():
+        lines.append(f"  {name}: {'yes' if ok else 'no'} - {why}")
+    return lines
+
+
+def backend_params(device_type: str = "cpu"):
+    """pytest.param per backend that can run on ``device_type``; others skip with the reason."""
+    params = []
+    for name in BACKENDS:
+        backend, reason = fcnfast.backends._load(name)
+        runs = backend is not None and device_type in backend.device_types
+        marks = [] if runs else [pytest.mark.skip(reason=f"{name} on {device_type}: {reason}")]
+        params.append(pytest.param(name, id=name, marks=marks))
+    return params
+
+
+def devices():
+    out = [pytest.param("cpu", id="cpu")]
+    out.append(pytest.param("cuda", id="cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")]))
+    return out
+
+
+# fp32 on the GPU references cuDNN: compare against true fp32, not TF32.
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
