@@ -78,7 +78,7 @@ class NinjaExtension(Extension):
     """An extension compiled by one ninja file; ``kind`` is "cxx" or "cuda"."""
 
     def __init__(self, name, sources, kind):
-        super().__init__(name, sources=[str(s) for s in sources])
+        super().__init__(name, sources=sources)
         self.kind = kind
 
 
@@ -139,7 +139,7 @@ class NinjaBuildExt(build_ext):
                 ]
             objects = []
             for src in ext.sources:
-                src_path = Path(src).resolve()
+                src_path = (ROOT / src).resolve()
                 obj = build_dir / (src_path.name + ".o")
                 rule = "nvcc" if src_path.suffix == ".cu" else "cxx"
                 lines.append(f"build {_esc(obj)}: {rule} {_esc(src_path)}")
@@ -177,6 +177,11 @@ def _is_x86():
     return platform.machine().lower() in ("x86_64", "amd64")
 
 
+def _sources(*patterns):
+    """Source paths relative to setup.py (setuptools refuses absolute ones in editable builds)."""
+    return [str(p.relative_to(ROOT)) for pattern in patterns for p in sorted(CSRC.glob(pattern))]
+
+
 def _esc(path) -> str:
     return str(path).replace("$", "$$").replace(" ", "$ ").replace(":", "$:")
 
@@ -186,8 +191,8 @@ setup(
     packages=["fcnfast", "fcnfast.models", "fcnfast.backends", "fcnfast.kernels"],
     package_dir={"fcnfast": "fcnfast", "fcnfast.kernels": "kernels"},
     ext_modules=[
-        NinjaExtension("fcnfast._C", sorted(CSRC.glob("cpu/*.cpp")), "cxx"),
-        NinjaExtension("fcnfast._cuda", sorted(CSRC.glob("cuda/*.cu")) + sorted(CSRC.glob("cuda/*.cpp")), "cuda"),
+        NinjaExtension("fcnfast._C", _sources("cpu/*.cpp"), "cxx"),
+        NinjaExtension("fcnfast._cuda", _sources("cuda/*.cu", "cuda/*.cpp"), "cuda"),
     ],
     cmdclass={"build_ext": NinjaBuildExt},
 )

@@ -51,11 +51,13 @@ class Case:
         fh, fw = full_transposed_size(self.Hin, self.Win, self.k[0], self.k[1], self.s[0], self.s[1])
         return fh - self.offset[0], fw - self.offset[1]
 
-    @property
-    def small(self) -> bool:
-        """Small enough for the Triton interpreter (<= 64x64 outputs)."""
+    def interpretable(self, max_kernel: int = 32) -> bool:
+        """Cheap enough for the Triton interpreter, whose cost grows with the number of programs
+        (s^2 phases, k^2 weight taps): <= 64x64 outputs, few channels, kernels <= max_kernel.
+        Larger kernels are covered by the cpp backend and the CUDA host emulation on CPU, and
+        run for real on a GPU."""
         H, W = self.out_size
-        return H * W <= 64 * 64 and self.Cin * self.Cout <= 64
+        return H * W <= 64 * 64 and self.Cin * self.Cout <= 64 and max(self.k) <= max_kernel
 
 
 def make_inputs(case: Case, dtype=torch.float32, device="cpu", layout="contiguous", seed=0):

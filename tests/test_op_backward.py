@@ -57,6 +57,8 @@ def test_gradcheck_float64(case, backend):
 @pytest.mark.parametrize("case", GRAD_CASES, ids=lambda c: c.id)
 def test_float32_gradients_match_reference(case, backend, layout):
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if backend == "triton" and device == "cpu" and not case.interpretable(max_kernel=16 if layout == "contiguous" else 4):
+        pytest.skip("too slow for the Triton interpreter (runs on GPU; cpp covers it on CPU)")
     x, weight, kw = _grad_inputs(case, torch.float32, layout)
     if device == "cuda":
         x, weight = x.detach().cuda().requires_grad_(), weight.detach().cuda().requires_grad_()

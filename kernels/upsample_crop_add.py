@@ -1,0 +1,704 @@
+"""Triton kernels of the fused ``upsample_crop_add`` (transposed conv + crop + skip add).
+
+Formula and shape contract (the one place it is stated for the Triton backend)::
+
+    out[n, co, h, w] = bias[co] + skip[n, co, sy + h, sx + w]
+        + sum_{ci, i, j : 0 <= oy+h - i*sh < kh, 0 <= ox+w - j*sw < kw}
+              x[n, ci, i, j] * weight[ci, co, oy+h - i*sh, ox+w - j*sw]
+
+x (N, Cin, Hin, Win) and skip (N, Cout, Hs, Ws) are read through their element strides
+(NCHW, channels_last, sliced views); weight (Cin, Cout, kh, kw) is the nn.ConvTranspose2d
+layout; the result is a contiguous (N, Cout, H, W) tensor in x.dtype. Only the H x W window
+is computed, the skip is added in the same pass and every output element is written once.
+Accumulation is fp32 for fp32/fp16/bf16 inputs.
+
+Dense forward = phase decomposition. Output row o = oy + h has phase r = o mod sh; its taps
+are input rows i = o//sh - t with kernel rows ky = r + t*sh < kh (t = 0, 1, ...), masked
+where i falls outside [0, Hin) -- exactly the set ``tap_range`` of
+csrc/include/fcnfast/index_math.h yields, in the reverse order. Every pixel of one phase
+shares the tap pattern, so one program computes a phase tile as the small GEMM
+``[pixels x (Cin*taps)] @ [(Cin*taps) x Cout]`` with tl.dot (fp32 accumulation; IEEE fp32
+products for fp32 inputs so results match the reference). With k == 2s that is 2x2 taps.
+The depthwise path (Cin == Cout, weight zero off the channel diagonal) computes
+out[n, c] from x[n, c] alone with the per-pixel ``tap_range`` taps and no dot.
+
+Backward: grad_x is the strided correlation (kernel rows of input i: ``kernel_range``);
+grad_w[ci, co, ky, kx] = sum_{n,i,j} x * grad_out, reduced as fp32 partials over a split of
+the (n, i, j) axis, summed, then cast to weight.dtype (always dense: all Cin x Cout).
+
+``@triton.autotune`` is applied only when a CUDA device is present (it cannot run in the
+interpreter); otherwise each kernel launches with one fixed configuration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Optional, Tuple
+
+import torch
+import triton
+import triton.language as tl
+
+from fcnfast.geometry import Geometry
+
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+_INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+_AUTOTUNE = torch.cuda.is_available() and not _INTERPRETED
+# Offsets switch to int64 when any tensor spans more elements than this (headroom below
+# 2^31 so that the masked-off lanes' offsets cannot wrap either).
+_INT32_SAFE = 2**30
+
+
+def _autotune(configs, key):
+    """``triton.autotune`` on a CUDA machine; the bare kernel elsewhere (interpreter)."""
+
+    def wrap(fn):
+        if _AUTOTUNE:
+            return triton.autotune(configs=configs, key=key)(fn)
+        return fn
+
+    return wrap
+
+
+_KEY = ["Cin", "Cout", "kh", "kw", "sh", "sw"]
+
+# Head shapes: Cin = Cout = 21 (VOC) with s=2 k=4 (upscore2 / upscore_pool4, small windows
+# and a skip) and s=8 k=16 (upscore8, 64 phases over a large window); Cout <= 32 fits one
+# BLOCK_CO, Cin = 21 takes one BLOCK_CI = 32 step or two of 16.
+_FWD_CONFIGS = [
+    triton.Config({"BLOCK_MY": my, "BLOCK_MX": mx, "BLOCK_CI": ci, "BLOCK_CO": co}, num_warps=nw, num_stages=ns)
+    for (my, mx, ci, co, nw, ns) in [
+        (8, 8, 32, 32, 4, 2),
+        (4, 16, 32, 32, 4, 2),
+        (8, 16, 32, 32, 4, 2),
+        (16, 16, 32, 32, 8, 2),
+        (8, 8, 16, 32, 4, 3),
+        (4, 8, 32, 32, 2, 2),
+        (8, 8, 32, 64, 4, 2),
+        (16, 8, 64, 64, 8, 2),
+    ]
+]
+_FWD_FIXED = {"BLOCK_MY": 4, "BLOCK_MX": 8, "BLOCK_CI": 16, "BLOCK_CO": 16}
+
+_DW_CONFIGS = [
+    triton.Config({"BLOCK_H": bh, "BLOCK_W": bw}, num_warps=nw)
+    for (bh, bw, nw) in [(8, 64, 4), (16, 64, 4), (4, 128, 4), (16, 128, 8), (32, 64, 8), (8, 32, 2)]
+]
+_DW_FIXED = {"BLOCK_H": 8, "BLOCK_W": 16}
+
+_BWD_X_CONFIGS = [
+    triton.Config({"BLOCK_I": bi, "BLOCK_J": bj, "BLOCK_CI": ci, "BLOCK_CO": co}, num_warps=nw, num_stages=ns)
+    for (bi, bj, ci, co, nw, ns) in [
+        (4, 16, 32, 32, 4, 2),
+        (8, 8, 32, 32, 4, 2),
+        (8, 16, 32, 32, 4, 3),
+        (2, 16, 32, 32, 2, 2),
+        (8, 8, 32, 16, 4, 3),
+        (8, 8, 64, 64, 8, 2),
+    ]
+]
+_BWD_X_FIXED = {"BLOCK_I": 4, "BLOCK_J": 8, "BLOCK_CI": 16, "BLOCK_CO": 16}
+
+_BWD_DW_CONFIGS = [
+    triton.Config({"BLOCK_I": bi, "BLOCK_J": bj}, num_warps=nw)
+    for (bi, bj, nw) in [(8, 32, 4), (16, 32, 4), (4, 64, 4), (16, 64, 8), (8, 16, 2)]
+]
+_BWD_DW_FIXED = {"BLOCK_I": 8, "BLOCK_J": 16}
+
+_BWD_W_CONFIGS = [
+    triton.Config({"BLOCK_P": p, "BLOCK_CI": ci, "BLOCK_CO": co}, num_warps=nw, num_stages=ns)
+    for (p, ci, co, nw, ns) in [
+        (64, 32, 32, 4, 2),
+        (128, 32, 32, 4, 3),
+        (32, 32, 32, 2, 2),
+        (64, 16, 32, 4, 3),
+        (128, 64, 64, 8, 2),
+    ]
+]
+_BWD_W_FIXED = {"BLOCK_P": 32, "BLOCK_CI": 16, "BLOCK_CO": 16}
+_BWD_W_CHUNK = 128  # the split of the (n, i, j) axis is a multiple of every BLOCK_P
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+@triton.jit
+def _tap_range(o, k, s, in_size):
+    """index_math.h ``tap_range`` for a block of absolute output positions ``o`` (>= 0).
+
+    Tap t < count reads input ``first + t`` with kernel index ``k0 - t*s``.
+    first = floor((o-k)/s) + 1 clamped at 0 is written without a negative division:
+    it is > 0 exactly when o >= k.
+    """
+    first = tl.where(o >= k, tl.maximum(o - k, 0) // s + 1, 0)
+    last = tl.minimum(o // s, in_size - 1)
+    count = tl.maximum(last - first + 1, 0)
+    k0 = o - first * s
+    return first, count, k0
+
+
+@triton.jit
+def _kernel_range(i, k, s, offset, size):
+    """index_math.h ``kernel_range``: kernel indices [lo, hi) through which input ``i``
+    reaches the window [offset, offset + size)."""
+    lo = tl.maximum(offset - i * s, 0)
+    hi = tl.minimum(offset + size - i * s, k)
+    return lo, hi
+
+
+@triton.jit
+def _mma(a, b, acc, IS_FP32: tl.constexpr, UPCAST: tl.constexpr):
+    """acc += a @ b in fp32; IEEE products for fp32 inputs (no TF32)."""
+    if UPCAST:  # bf16 in the interpreter, which has no bf16 arithmetic
+        acc = tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
+    elif IS_FP32:
+        acc = tl.dot(a, b, acc, input_precision="ieee")
+    else:
+        acc = tl.dot(a, b, acc)
+    return acc
+
+
+# ----------------------------------------------------------------------------- forward
+
+
+@_autotune(_FWD_CONFIGS, _KEY)
+@triton.jit
+def _upsample_crop_add_fwd_kernel(
+    x_ptr, w_ptr, b_ptr, skip_ptr, out_ptr,
+    Cin, Cout, Hin, Win, kh, kw, H, W, sh, sw, oy, ox, sy, sx,
+    sxn, sxc, sxh, sxw,
+    ssn, ssc, ssh, ssw,
+    HAS_BIAS: tl.constexpr, HAS_SKIP: tl.constexpr,
+    IS_FP32: tl.constexpr, UPCAST: tl.constexpr, IDX64: tl.constexpr,
+    BLOCK_MY: tl.constexpr, BLOCK_MX: tl.constexpr,
+    BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr,
+):
+    """Dense path. grid = (N * tiles_y * tiles_x * sh * sw, cdiv(Cout, BLOCK_CO)).
+
+    Window row h belongs to window phase p_y = h mod sh, i.e. h = m*sh + p_y; a program
+    owns BLOCK_MY x BLOCK_MX values of (m_y, m_x) of one phase (p_y, p_x) of image n and
+    BLOCK_CO output channels. The phase is the fastest-varying part of the program id, so
+    the sh*sw programs of one spatial tile run side by side and their interleaved stores
+    merge in L2.
+    """
+    BLOCK_P: tl.constexpr = BLOCK_MY * BLOCK_MX
+    pid = tl.program_id(0)
+    pid_co = tl.program_id(1)
+    n_phase = sh * sw
+    tiles_y = tl.cdiv(tl.cdiv(H, sh), BLOCK_MY)
+    tiles_x = tl.cdiv(tl.cdiv(W, sw), BLOCK_MX)
+    phase = pid % n_phase
+    rest = pid // n_phase
+    tx = rest % tiles_x
+    rest = rest // tiles_x
+    ty = rest % tiles_y
+    n = rest // tiles_y
+    p_y = phase // sw
+    p_x = phase % sw
+    # Absolute phase of the rows/columns of this program: every pixel has the same taps.
+    ry = (oy + p_y) % sh
+    rx = (ox + p_x) % sw
+    n_ty = (kh - ry + sh - 1) // sh  # kernel rows ry, ry+sh, ... < kh
+    n_tx = (kw - rx + sw - 1) // sw
+
+    offs_p = tl.arange(0, BLOCK_P)
+    offs_ci = tl.arange(0, BLOCK_CI)
+    co = pid_co * BLOCK_CO + tl.arange(0, BLOCK_CO)
+    if IDX64:
+        n = n.to(tl.int64)
+        offs_p = offs_p.to(tl.int64)
+        offs_ci = offs_ci.to(tl.int64)
+        co = co.to(tl.int64)
+    h = (ty * BLOCK_MY + offs_p // BLOCK_MX) * sh + p_y
+    w = (tx * BLOCK_MX + offs_p % BLOCK_MX) * sw + p_x
+    mask_p = (h < H) & (w < W)
+    mask_co = co < Cout
+    qy = (oy + h) // sh
+    qx = (ox + w) // sw
+
+    x_base = x_ptr + n * sxn
+    w_co = co * (kh * kw)
+    w_ci_stride = Cout * kh * kw
+    acc = tl.zeros((BLOCK_P, BLOCK_CO), dtype=tl.float32)
+    for t_y in range(0, n_ty):
+        iy = qy - t_y
+        ky = ry + t_y * sh
+        valid_y = mask_p & (iy >= 0) & (iy < Hin)
+        for t_x in range(0, n_tx):
+            ix = qx - t_x
+            kx = rx + t_x * sw
+            valid = valid_y & (ix >= 0) & (ix < Win)
+            x_pix = x_base + iy * sxh + ix * sxw
+            w_tap = w_ptr + (ky * kw + kx) + w_co
+            for c0 in range(0, Cin, BLOCK_CI):
+                ci = c0 + offs_ci
+                mask_ci = ci < Cin
+                a = tl.load(x_pix[:, None] + ci[None, :] * sxc,
+                            mask=valid[:, None] & mask_ci[None, :], other=0.0)
+                b = tl.load(w_tap[None, :] + ci[:, None] * w_ci_stride,
+                            mask=mask_ci[:, None] & mask_co[None, :], other=0.0)
+                acc = _mma(a, b, acc, IS_FP32, UPCAST)
+
+    mask = mask_p[:, None] & mask_co[None, :]
+    if HAS_BIAS:
+        bias = tl.load(b_ptr + co, mask=mask_co, other=0.0)
+        acc += bias.to(tl.float32)[None, :]
+    if HAS_SKIP:
+        s_off = n * ssn + co[None, :] * ssc + ((sy + h) * ssh + (sx + w) * ssw)[:, None]
+        acc += tl.load(skip_ptr + s_off, mask=mask, other=0.0).to(tl.float32)
+    out_off = (n * Cout + co[None, :]) * (H * W) + (h * W + w)[:, None]
+    tl.store(out_ptr + out_off, acc.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@_autotune(_DW_CONFIGS, _KEY)
+@triton.jit
+def _upsample_crop_add_fwd_depthwise_kernel(
+    x_ptr, w_ptr, b_ptr, skip_ptr, out_ptr,
+    C, Hin, Win, kh, kw, H, W, sh, sw, oy, ox, sy, sx,
+    sxn, sxc, sxh, sxw,
+    ssn, ssc, ssh, ssw,
+    Cin, Cout,  # == C; autotune key only
+    HAS_BIAS: tl.constexpr, HAS_SKIP: tl.constexpr, IDX64: tl.constexpr,
+    BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):
+    """Depthwise path. grid = (N * C * tiles_y * tiles_x,): one (n, c) and a
+    BLOCK_H x BLOCK_W window tile per program; out[n, c] reads only x[n, c] and the
+    diagonal filter weight[c, c] through ``tap_range`` (<= 2x2 taps when k == 2s)."""
+    pid = tl.program_id(0)
+    tiles_y = tl.cdiv(H, BLOCK_H)
+    tiles_x = tl.cdiv(W, BLOCK_W)
+    tx = pid % tiles_x
+    rest = pid // tiles_x
+    ty = rest % tiles_y
+    nc = rest // tiles_y
+    n = nc // C
+    c = nc % C
+    h = ty * BLOCK_H + tl.arange(0, BLOCK_H)
+    w = tx * BLOCK_W + tl.arange(0, BLOCK_W)
+    if IDX64:
+        n = n.to(tl.int64)
+        c = c.to(tl.int64)
+        h = h.to(tl.int64)
+        w = w.to(tl.int64)
+    mask_h = h < H
+    mask_w = w < W
+    first_y, cnt_y, k0_y = _tap_range(oy + h, kh, sh, Hin)
+    first_x, cnt_x, k0_x = _tap_range(ox + w, kw, sw, Win)
+    max_ty = (kh + sh - 1) // sh
+    max_tx = (kw + sw - 1) // sw
+
+    x_base = x_ptr + n * sxn + c * sxc
+    w_base = w_ptr + c * ((C + 1) * kh * kw)  # weight[c, c]
+    acc = tl.zeros((BLOCK_H, BLOCK_W), dtype=tl.float32)
+    for t in range(0, max_ty):
+        iy = first_y + t
+        ky = k0_y - t * sh
+        vy = mask_h & (t < cnt_y)
+        for u in range(0, max_tx):
+            ix = first_x + u
+            kx = k0_x - u * sw
+            vx = mask_w & (u < cnt_x)
+            m = vy[:, None] & vx[None, :]
+            xv = tl.load(x_base + iy[:, None] * sxh + ix[None, :] * sxw, mask=m, other=0.0)
+            wv = tl.load(w_base + ky[:, None] * kw + kx[None, :], mask=m, other=0.0)
+            acc += xv.to(tl.float32) * wv.to(tl.float32)
+
+    mask = mask_h[:, None] & mask_w[None, :]
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + c).to(tl.float32)
+    if HAS_SKIP:
+        s_off = n * ssn + c * ssc + (sy + h)[:, None] * ssh + (sx + w)[None, :] * ssw
+        acc += tl.load(skip_ptr + s_off, mask=mask, other=0.0).to(tl.float32)
+    out_off = (n * C + c) * (H * W) + h[:, None] * W + w[None, :]
+    tl.store(out_ptr + out_off, acc.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+# ----------------------------------------------------------------------------- backward
+
+
+@_autotune(_BWD_X_CONFIGS, _KEY)
+@triton.jit
+def _upsample_crop_add_bwd_input_kernel(
+    g_ptr, w_ptr, gx_ptr,
+    Cin, Cout, Hin, Win, kh, kw, H, W, sh, sw, oy, ox,
+    sgn, sgc, sgh, sgw,
+    IS_FP32: tl.constexpr, UPCAST: tl.constexpr, IDX64: tl.constexpr,
+    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr,
+    BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr,
+):
+    """Dense grad_x. grid = (N * tiles_i * tiles_j, cdiv(Cin, BLOCK_CI)).
+
+    grad_x[n, ci, i, j] = sum_{ky in kernel_range(i), kx in kernel_range(j), co}
+        grad_out[n, co, i*sh + ky - oy, j*sw + kx - ox] * weight[ci, co, ky, kx]
+    as a [pixels x (Cout*taps)] @ [(Cout*taps) x Cin] GEMM per input tile.
+    """
+    BLOCK_P: tl.constexpr = BLOCK_I * BLOCK_J
+    pid = tl.program_id(0)
+    pid_ci = tl.program_id(1)
+    tiles_i = tl.cdiv(Hin, BLOCK_I)
+    tiles_j = tl.cdiv(Win, BLOCK_J)
+    tj = pid % tiles_j
+    rest = pid // tiles_j
+    ti = rest % tiles_i
+    n = rest // tiles_i
+    offs_p = tl.arange(0, BLOCK_P)
+    offs_co = tl.arange(0, BLOCK_CO)
+    ci = pid_ci * BLOCK_CI + tl.arange(0, BLOCK_CI)
+    if IDX64:
+        n = n.to(tl.int64)
+        offs_p = offs_p.to(tl.int64)
+        offs_co = offs_co.to(tl.int64)
+        ci = ci.to(tl.int64)
+    i = ti * BLOCK_I + offs_p // BLOCK_J
+    j = tj * BLOCK_J + offs_p % BLOCK_J
+    mask_p = (i < Hin) & (j < Win)
+    mask_ci = ci < Cin
+    ky_lo, ky_hi = _kernel_range(i, kh, sh, oy, H)
+    kx_lo, kx_hi = _kernel_range(j, kw, sw, ox, W)
+
+    g_base = g_ptr + n * sgn
+    w_ci = ci * (Cout * kh * kw)
+    acc = tl.zeros((BLOCK_P, BLOCK_CI), dtype=tl.float32)
+    for ky in range(0, kh):
+        vy = mask_p & (ky >= ky_lo) & (ky < ky_hi)
+        hh = i * sh + ky - oy
+        for kx in range(0, kw):
+            valid = vy & (kx >= kx_lo) & (kx < kx_hi)
+            ww = j * sw + kx - ox
+            g_pix = g_base + hh * sgh + ww * sgw
+            w_tap = w_ptr + (ky * kw + kx) + w_ci
+            for c0 in range(0, Cout, BLOCK_CO):
+                co = c0 + offs_co
+                mask_co = co < Cout
+                a = tl.load(g_pix[:, None] + co[None, :] * sgc,
+                            mask=valid[:, None] & mask_co[None, :], other=0.0)
+                b = tl.load(w_tap[None, :] + co[:, None] * (kh * kw),
+                            mask=mask_co[:, None] & mask_ci[None, :], other=0.0)
+                acc = _mma(a, b, acc, IS_FP32, UPCAST)
+
+    out_off = (n * Cin + ci[None, :]) * (Hin * Win) + (i * Win + j)[:, None]
+    tl.store(gx_ptr + out_off, acc.to(gx_ptr.dtype.element_ty), mask=mask_p[:, None] & mask_ci[None, :])
+
+
+@_autotune(_BWD_DW_CONFIGS, _KEY)
+@triton.jit
+def _upsample_crop_add_bwd_input_depthwise_kernel(
+    g_ptr, w_ptr, gx_ptr,
+    C, Hin, Win, kh, kw, H, W, sh, sw, oy, ox,
+    sgn, sgc, sgh, sgw,
+    Cin, Cout,  # == C; autotune key only
+    IDX64: tl.constexpr,
+    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr,
+):
+    """Depthwise grad_x. grid = (N * C * tiles_i * tiles_j,):
+    grad_x[n, c, i, j] = sum_{ky, kx in kernel_range} grad_out[n, c, i*sh+ky-oy, j*sw+kx-ox] * weight[c, c, ky, kx]."""
+    pid = tl.program_id(0)
+    tiles_i = tl.cdiv(Hin, BLOCK_I)
+    tiles_j = tl.cdiv(Win, BLOCK_J)
+    tj = pid % tiles_j
+    rest = pid // tiles_j
+    ti = rest % tiles_i
+    nc = rest // tiles_i
+    n = nc // C
+    c = nc % C
+    i = ti * BLOCK_I + tl.arange(0, BLOCK_I)
+    j = tj * BLOCK_J + tl.arange(0, BLOCK_J)
+    if IDX64:
+        n = n.to(tl.int64)
+        c = c.to(tl.int64)
+        i = i.to(tl.int64)
+        j = j.to(tl.int64)
+    mask_i = i < Hin
+    mask_j = j < Win
+    ky_lo, ky_hi = _kernel_range(i, kh, sh, oy, H)
+    kx_lo, kx_hi = _kernel_range(j, kw, sw, ox, W)
+    g_base = g_ptr + n * sgn + c * sgc
+    w_base = w_ptr + c * ((C + 1) * kh * kw)
+    acc = tl.zeros((BLOCK_I, BLOCK_J), dtype=tl.float32)
+    for ky in range(0, kh):
+        vy = mask_i & (ky >= ky_lo) & (ky < ky_hi)
+        g_row = g_base + (i * sh + ky - oy) * sgh
+        for kx in range(0, kw):
+            vx = mask_j & (kx >= kx_lo) & (kx < kx_hi)
+            wv = tl.load(w_base + ky * kw + kx).to(tl.float32)
+            gv = tl.load(g_row[:, None] + ((j * sw + kx - ox) * sgw)[None, :],
+                         mask=vy[:, None] & vx[None, :], other=0.0)
+            acc += gv.to(tl.float32) * wv
+    out_off = (n * C + c) * (Hin * Win) + i[:, None] * Win + j[None, :]
+    tl.store(gx_ptr + out_off, acc.to(gx_ptr.dtype.element_ty), mask=mask_i[:, None] & mask_j[None, :])
+
+
+@_autotune(_BWD_W_CONFIGS, _KEY)
+@triton.jit
+def _upsample_crop_add_bwd_weight_kernel(
+    x_ptr, g_ptr, part_ptr,
+    N, Cin, Cout, Hin, Win, kh, kw, H, W, sh, sw, oy, ox,
+    sxn, sxc, sxh, sxw,
+    sgn, sgc, sgh, sgw,
+    chunk,
+    IS_FP32: tl.constexpr, UPCAST: tl.constexpr, IDX64: tl.constexpr,
+    BLOCK_P: tl.constexpr, BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr,
+):
+    """Dense grad_w partials. grid = (kh*kw * ci_blocks * co_blocks, n_split).
+
+    part[split, ci, co, ky, kx] = sum over the split's chunk of the flattened (n, i, j) axis
+    of x[n, ci, i, j] * grad_out[n, co, i*sh + ky - oy, j*sw + kx - ox] (inside the window),
+    a [Cin x P] @ [P x Cout] GEMM per kernel tap, fp32. The launcher sums the splits.
+    """
+    pid = tl.program_id(0)
+    split = tl.program_id(1)
+    ci_blocks = tl.cdiv(Cin, BLOCK_CI)
+    co_blocks = tl.cdiv(Cout, BLOCK_CO)
+    cob = pid % co_blocks
+    rest = pid // co_blocks
+    cib = rest % ci_blocks
+    tap = rest // ci_blocks
+    ky = tap // kw
+    kx = tap % kw
+    ci = cib * BLOCK_CI + tl.arange(0, BLOCK_CI)
+    co = cob * BLOCK_CO + tl.arange(0, BLOCK_CO)
+    offs_p = tl.arange(0, BLOCK_P)
+    p_begin = split * chunk
+    if IDX64:
+        ci = ci.to(tl.int64)
+        co = co.to(tl.int64)
+        offs_p = offs_p.to(tl.int64)
+        p_begin = p_begin.to(tl.int64)
+    mask_ci = ci < Cin
+    mask_co = co < Cout
+    HWin = Hin * Win
+    p_end = tl.minimum(p_begin + chunk, N * HWin)
+    acc = tl.zeros((BLOCK_CI, BLOCK_CO), dtype=tl.float32)
+    for p0 in range(0, chunk, BLOCK_P):
+        p = p_begin + p0 + offs_p
+        n = p // HWin
+        r = p % HWin
+        i = r // Win
+        j = r % Win
+        hh = i * sh + ky - oy
+        ww = j * sw + kx - ox
+        valid = (p < p_end) & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
+        a = tl.load(x_ptr + (n * sxn + i * sxh + j * sxw)[None, :] + ci[:, None] * sxc,
+                    mask=mask_ci[:, None] & valid[None, :], other=0.0)
+        b = tl.load(g_ptr + (n * sgn + hh * sgh + ww * sgw)[:, None] + co[None, :] * sgc,
+                    mask=valid[:, None] & mask_co[None, :], other=0.0)
+        acc = _mma(a, b, acc, IS_FP32, UPCAST)
+    # part is contiguous (n_split, Cin, Cout, kh, kw)
+    khw = kh * kw
+    base = split.to(tl.int64) * Cin * Cout * khw + tap
+    off = base + (ci[:, None] * Cout + co[None, :]) * khw
+    tl.store(part_ptr + off, acc, mask=mask_ci[:, None] & mask_co[None, :])
+
+
+# ----------------------------------------------------------------------------- launchers
+
+
+def _check_dtype(t: torch.Tensor, name: str) -> None:
+    if t.dtype not in DTYPES:
+        raise TypeError(f"backend 'triton' supports float32, float16 and bfloat16, {name} has dtype {t.dtype}")
+
+
+def _check_device(t: torch.Tensor, name: str) -> None:
+    if t.device.type != "cuda" and not _INTERPRETED:
+        raise ValueError(
+            f"backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors), {name} is on {t.device}"
+        )
+
+
+def _device_guard(t: torch.Tensor):
+    return torch.cuda.device(t.device) if t.device.type == "cuda" else contextlib.nullcontext()
+
+
+def _extent(t: Optional[torch.Tensor]) -> int:
+    """Elements spanned by a strided tensor (the largest offset + 1)."""
+    if t is None or t.numel() == 0:
+        return 0
+    return 1 + sum((s - 1) * abs(st) for s, st in zip(t.shape, t.stride()))
+
+
+def _idx64(*extents: int) -> bool:
+    return max(extents) >= _INT32_SAFE
+
+
+def _strides(t: Optional[torch.Tensor]):
+    return (0, 0, 0, 0) if t is None else tuple(t.stride())
+
+
+def _upcast(dtype: torch.dtype) -> bool:
+    return _INTERPRETED and dtype == torch.bfloat16
+
+
+def _launch(kernel, grid, args, fixed, **constexprs):
+    if _AUTOTUNE:
+        kernel[grid](*args, **constexprs)
+    else:
+        meta = dict(fixed)
+        kernel[grid](*args, **constexprs, **meta, num_warps=4)
+
+
+def upsample_crop_add_triton(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    skip: Optional[torch.Tensor],
+    geom: Geometry,
+    depthwise: bool,
+) -> torch.Tensor:
+    """Fused forward; ``geom`` comes from ``resolve_geometry`` of these tensors.
+
+    Returns a contiguous (N, Cout, H, W) tensor in x.dtype (empty without a launch for N=0).
+    ``depthwise`` promises Cin == Cout and a weight that is zero off the channel diagonal.
+    """
+    g = geom
+    for name, t in (("x", x), ("weight", weight), ("bias", bias), ("skip", skip)):
+        if t is not None:
+            _check_dtype(t, name)
+            _check_device(t, name)
+    if tuple(x.shape) != (g.N, g.Cin, g.Hin, g.Win):
+        raise ValueError(f"x shape {tuple(x.shape)} does not match geometry {g}")
+    if tuple(weight.shape) != (g.Cin, g.Cout, g.kh, g.kw):
+        raise ValueError(f"weight shape {tuple(weight.shape)} does not match geometry {g}")
+    if skip is not None and (
+        skip.shape[0] != g.N or skip.shape[1] != g.Cout or skip.shape[2] < g.sy + g.H or skip.shape[3] < g.sx + g.W
+    ):
+        raise ValueError(f"skip shape {tuple(skip.shape)} does not cover the window of {g}")
+    if depthwise and g.Cin != g.Cout:
+        raise ValueError(f"depthwise needs Cin == Cout, got weight {tuple(weight.shape)}")
+    out = torch.empty((g.N, g.Cout, g.H, g.W), dtype=x.dtype, device=x.device)
+    if out.numel() == 0:
+        return out
+    weight = weight.contiguous()
+    bias = None if bias is None else bias.contiguous()
+    idx64 = _idx64(_extent(x), _extent(skip), out.numel(), weight.numel())
+    result = out
+    if _upcast(x.dtype):  # interpreter only: its fp32 -> bf16 cast truncates, torch's rounds
+        out = torch.empty(out.shape, dtype=torch.float32, device=x.device)
+    # Unused pointers still need a valid tensor argument; HAS_* masks every access.
+    b_arg = bias if bias is not None else out
+    s_arg = skip if skip is not None else out
+    common = (g.Hin, g.Win, g.kh, g.kw, g.H, g.W, g.sh, g.sw, g.oy, g.ox, g.sy, g.sx,
+              *x.stride(), *_strides(skip))
+    with _device_guard(x):
+        if depthwise:
+            def grid(meta):
+                return (g.N * g.Cout * triton.cdiv(g.H, meta["BLOCK_H"]) * triton.cdiv(g.W, meta["BLOCK_W"]),)
+
+            _launch(_upsample_crop_add_fwd_depthwise_kernel, grid,
+                    (x, weight, b_arg, s_arg, out, g.Cout, *common, g.Cin, g.Cout), _DW_FIXED,
+                    HAS_BIAS=bias is not None, HAS_SKIP=skip is not None, IDX64=idx64)
+        else:
+            def grid(meta):
+                tiles = (triton.cdiv(triton.cdiv(g.H, g.sh), meta["BLOCK_MY"])
+                         * triton.cdiv(triton.cdiv(g.W, g.sw), meta["BLOCK_MX"]))
+                return (g.N * tiles * g.sh * g.sw, triton.cdiv(g.Cout, meta["BLOCK_CO"]))
+
+            _launch(_upsample_crop_add_fwd_kernel, grid,
+                    (x, weight, b_arg, s_arg, out, g.Cin, g.Cout, *common), _FWD_FIXED,
+                    HAS_BIAS=bias is not None, HAS_SKIP=skip is not None,
+                    IS_FP32=x.dtype == torch.float32, UPCAST=_upcast(x.dtype), IDX64=idx64)
+    if out is not result:
+        result.copy_(out)
+    return result
+
+
+def _num_splits(total: int, programs: int, device: torch.device) -> Tuple[int, int]:
+    """(n_split, chunk) for the grad_w reduction over ``total`` (n, i, j) positions."""
+    if device.type == "cuda":
+        sms = torch.cuda.get_device_properties(device).multi_processor_count
+        target = max(1, (4 * sms) // max(programs, 1))
+    else:
+        target = 2  # interpreter: exercise the split reduction, keep it cheap
+    max_split = triton.cdiv(total, _BWD_W_CHUNK)
+    n_split = max(1, min(target, max_split))
+    chunk = triton.cdiv(triton.cdiv(total, n_split), _BWD_W_CHUNK) * _BWD_W_CHUNK
+    return triton.cdiv(total, chunk), chunk
+
+
+def upsample_crop_add_backward_triton(
+    grad_out: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    geom: Geometry,
+    depthwise: bool,
+    need_input: bool,
+    need_weight: bool,
+) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """(grad_x, grad_weight) of the fused op; None for a gradient that is not needed.
+
+    grad_x: contiguous (N, Cin, Hin, Win) in x.dtype; grad_weight: weight's shape in
+    weight.dtype, reduced in fp32 and always dense (every Cin x Cout pair, even when the
+    forward ran depthwise). grad_out and x are read through their strides.
+    """
+    g = geom
+    for name, t in (("grad_out", grad_out), ("x", x), ("weight", weight)):
+        _check_dtype(t, name)
+        _check_device(t, name)
+    if tuple(x.shape) != (g.N, g.Cin, g.Hin, g.Win):
+        raise ValueError(f"x shape {tuple(x.shape)} does not match geometry {g}")
+    if tuple(weight.shape) != (g.Cin, g.Cout, g.kh, g.kw):
+        raise ValueError(f"weight shape {tuple(weight.shape)} does not match geometry {g}")
+    if tuple(grad_out.shape) != (g.N, g.Cout, g.H, g.W):
+        raise ValueError(f"grad_out shape {tuple(grad_out.shape)} does not match {g}")
+    if depthwise and g.Cin != g.Cout:
+        raise ValueError(f"depthwise needs Cin == Cout, got weight {tuple(weight.shape)}")
+    if grad_out.dtype != x.dtype:
+        grad_out = grad_out.to(x.dtype)
+    weight = weight.contiguous()
+    idx64 = _idx64(_extent(x), _extent(grad_out), g.N * g.Cin * g.Hin * g.Win, weight.numel())
+    is_fp32 = x.dtype == torch.float32
+    upcast = _upcast(x.dtype)
+    grad_x = grad_w = None
+    with _device_guard(x):
+        if need_input:
+            # interpreter + bf16: write fp32 and let torch round (the interpreter truncates)
+            gx_dtype = torch.float32 if upcast else x.dtype
+            grad_x = torch.empty((g.N, g.Cin, g.Hin, g.Win), dtype=gx_dtype, device=x.device)
+            if grad_x.numel():
+                if depthwise:
+                    def grid(meta):
+                        return (g.N * g.Cin * triton.cdiv(g.Hin, meta["BLOCK_I"]) * triton.cdiv(g.Win, meta["BLOCK_J"]),)
+
+                    _launch(_upsample_crop_add_bwd_input_depthwise_kernel, grid,
+                            (grad_out, weight, grad_x, g.Cin, g.Hin, g.Win, g.kh, g.kw, g.H, g.W,
+                             g.sh, g.sw, g.oy, g.ox, *grad_out.stride(), g.Cin, g.Cout),
+                            _BWD_DW_FIXED, IDX64=idx64)
+                else:
+                    def grid(meta):
+                        tiles = triton.cdiv(g.Hin, meta["BLOCK_I"]) * triton.cdiv(g.Win, meta["BLOCK_J"])
+                        return (g.N * tiles, triton.cdiv(g.Cin, meta["BLOCK_CI"]))
+
+                    _launch(_upsample_crop_add_bwd_input_kernel, grid,
+                            (grad_out, weight, grad_x, g.Cin, g.Cout, g.Hin, g.Win, g.kh, g.kw, g.H, g.W,
+                             g.sh, g.sw, g.oy, g.ox, *grad_out.stride()),
+                            _BWD_X_FIXED, IS_FP32=is_fp32, UPCAST=upcast, IDX64=idx64)
+            grad_x = grad_x.to(x.dtype)
+        if need_weight:
+            total = g.N * g.Hin * g.Win
+            if total == 0:
+                grad_w = torch.zeros(weight.shape, dtype=weight.dtype, device=weight.device)
+            else:
+                # Upper bound of the program count (smallest blocks) to size the split.
+                programs = g.kh * g.kw * triton.cdiv(g.Cin, 32) * triton.cdiv(g.Cout, 32)
+                n_split, chunk = _num_splits(total, programs, x.device)
+                part = torch.empty((n_split, g.Cin, g.Cout, g.kh, g.kw), dtype=torch.float32, device=x.device)
+
+                def grid(meta):
+                    return (g.kh * g.kw * triton.cdiv(g.Cin, meta["BLOCK_CI"]) * triton.cdiv(g.Cout, meta["BLOCK_CO"]),
+                            n_split)
+
+                _launch(_upsample_crop_add_bwd_weight_kernel, grid,
+                        (x, grad_out, part, g.N, g.Cin, g.Cout, g.Hin, g.Win, g.kh, g.kw, g.H, g.W,
+                         g.sh, g.sw, g.oy, g.ox, *x.stride(), *grad_out.stride(), chunk),
+                        _BWD_W_FIXED, IS_FP32=is_fp32, UPCAST=upcast,
+                        IDX64=idx64 or _idx64(part.numel(), total + chunk))
+                grad_w = (part[0] if n_split == 1 else part.sum(0)).to(weight.dtype)
+    return grad_x, grad_w
+
+
+__all__ = [
+    "DTYPES",
+    "upsample_crop_add_triton",
+    "upsample_crop_add_backward_triton",
+]
