@@ -9,6 +9,7 @@ from .backends import available_backends
 from .models import FCN8s, FCN8sAtOnce, FCN16s, FCN32s, build_model, load_weights, vgg16_init
 from .nn import UpsampleCropAdd
 from .ops import is_channel_diagonal, upsample_crop_add
+from .optimize import OptimizedFCN, optimize
 
 __version__ = "0.1.0"
 
@@ -24,5 +25,7 @@ __all__ = [
     "build_model",
     "load_weights",
     "vgg16_init",
+    "optimize",
+    "OptimizedFCN",
     "__version__",
 ]

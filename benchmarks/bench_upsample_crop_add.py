@@ -1,0 +1,97 @@
+"""pytest-benchmark: each FCN-8s head stage, every fused backend vs the plain PyTorch reference.
+
+Stages (FCN-8s geometry at the given input size, 21 classes):
+    upscore2        score_fr -> k4 s2, + score_pool4 window at 5
+    upscore_pool4   fuse_pool4 -> k4 s2, + score_pool3 window at 9
+    upscore8        fuse_pool3 -> k16 s8, window at 31 (the input's size)
+
+One benchmark group per (stage, size, batch, weights, dtype) with the providers side by side:
+``reference`` (fcnfast.reference: conv_transpose2d, then crop and add), every fused backend that
+runs here (never the Triton interpreter), and ``compile`` (torch.compile of the reference; GPU
+default). ``extra_info`` holds ms per call and GB/s (bytes read + written: x, the skip window,
+the output). On GPU a timed round is ``inner_calls`` calls followed by one synchronize. Rounds:
+at least --fcn-rounds, more for fast stages (about one second's worth, at most 200).
+"""
+
+import time
+
+import pytest
+import torch
+
+from fcnfast import upsample_crop_add
+from fcnfast.backends import _can_run
+from fcnfast.benchmark import DTYPES, device_name, head_stage_shapes
+from fcnfast.reference import bilinear_weight, upsample_crop_add_reference
+
+NUM_CLASSES = 21
+
+
+def _case(stage, size, batch, weights, dtype, device):
+    shapes = head_stage_shapes("fcn8s", (size, size), batch, NUM_CLASSES)
+    st = next(s for s in shapes if s["name"] == stage)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(st["x_shape"], generator=gen).to(device, dtype)
+    skip = None if st["skip_shape"] is None else torch.randn(st["skip_shape"], generator=gen).to(device, dtype)
+    k = st["kernel"]
+    if weights == "bilinear":  # FCN's frozen filters: channel-diagonal, detected -> depthwise path
+        w = bilinear_weight(NUM_CLASSES, NUM_CLASSES, k)
+    else:  # learned filters: dense
+        w = torch.randn(NUM_CLASSES, NUM_CLASSES, k, k, generator=gen) * 0.05
+    kwargs = dict(offset=st["offset"], size=st["size"], skip=skip, skip_offset=st["skip_offset"])
+    return x, w.to(device, dtype), st["stride"], kwargs, st
+
+
+def test_stage(benchmark, stage, size, batch, weights, dtype_name, stage_provider, bench_device, bench_rounds,
+               bench_inner, sync):
+    dtype = DTYPES[dtype_name]
+    if stage_provider not in ("reference", "compile"):
+        ok, reason = _can_run(stage_provider, bench_device, dtype)
+        if not ok:
+            pytest.skip(reason)
+    x, w, stride, kwargs, st = _case(stage, size, batch, weights, dtype, bench_device)
+    if stage_provider == "reference":
+        def op():
+            return upsample_crop_add_reference(x, w, stride, **kwargs)
+    elif stage_provider == "compile":
+        compiled = torch.compile(upsample_crop_add_reference, dynamic=False)
+
+        def op():
+            return compiled(x, w, stride, **kwargs)
+    else:
+        depthwise = weights == "bilinear"
+
+        def op():
+            return upsample_crop_add(x, w, stride, depthwise=depthwise, backend=stage_provider, **kwargs)
+
+    with torch.inference_mode():
+        out = op()
+        expected = upsample_crop_add_reference(
+            x.double(), w.double(), stride, **{**kwargs, "skip": None if kwargs["skip"] is None else kwargs["skip"].double()})
+        err = (out.double() - expected).abs().max().item()
+        tol = (1e-4 if dtype == torch.float32 else 5e-2) * max(expected.abs().max().item(), 1.0)
+        assert err <= tol, f"{stage_provider} differs from the reference by {err:.3e} (> {tol:.3e})"
+
+        def run():
+            for _ in range(bench_inner):
+                op()
+            sync()
+
+        # Fast stages get more rounds (about 1 s of them, at most 200): a steadier median.
+        run()
+        t0 = time.perf_counter()
+        run()
+        per_round = time.perf_counter() - t0
+        rounds = max(bench_rounds, min(200, int(1.0 / max(per_round, 1e-6))))
+        benchmark.group = f"{stage} {size}x{size} b{batch} {weights} {dtype_name}"
+        benchmark.pedantic(run, rounds=rounds, warmup_rounds=2, iterations=1)
+
+    es = x.element_size()
+    N, C, H, W = out.shape
+    moved = x.numel() * es + (N * C * H * W * es if kwargs["skip"] is not None else 0) + out.numel() * es
+    per_call = benchmark.stats.stats.median / bench_inner
+    benchmark.extra_info.update(
+        stage=stage, size=size, batch=batch, weights=weights, dtype=dtype_name, provider=stage_provider,
+        device=device_name(bench_device), x_shape=list(st["x_shape"]), out_shape=[N, C, H, W],
+        kernel=st["kernel"], stride=list(st["stride"]), bytes=moved, inner_calls=bench_inner,
+        ms_per_call=per_call * 1e3, gbps=moved / per_call / 1e9, max_abs_err=err,
+    )

@@ -1,0 +1,111 @@
+"""``fcnfast bench``: per-image latency of FCN-8s per provider, head-only and end-to-end.
+
+    fcnfast bench                                   # 500x500, batch 1, float32, every provider here
+    fcnfast bench --size 500 1024 --batch 1 8 --dtype float16 bfloat16 --out results/h100
+    fcnfast bench --providers reference fcnfast-optimize --runs 5
+
+Writes OUT/bench.json (device, versions, git commit, config, results) and OUT/bench.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+PROVIDER_HELP = (
+    "reference (eager, backend=reference; always run: the baseline), compile (torch.compile of the "
+    "reference, time-boxed), fcnfast-cpp / fcnfast-triton / fcnfast-cuda (fused heads), fcnfast-optimize "
+    "(fcnfast.optimize). Default: every provider that runs on the device"
+)
+
+
+def _split(values, name):
+    out = []
+    for value in values or []:
+        out += [v for v in str(value).replace(",", " ").split() if v]
+    return out
+
+
+def _size(text: str):
+    parts = text.lower().split("x")
+    try:
+        if len(parts) == 1:
+            return int(parts[0]), int(parts[0])
+        if len(parts) == 2:
+            return int(parts[0]), int(parts[1])
+    except ValueError:
+        pass
+    raise ValueError(f"--size takes N or HxW (e.g. 500 or 375x500), got {text!r}")
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "bench",
+        help="latency of FCN per provider (head-only and end-to-end), table + JSON + PNG",
+        description=(
+            "Time the FCN head (its fused upsampling stages, fed with the intermediate tensors of one "
+            "backbone run) and the whole forward, separately, for each provider; report median and "
+            "p10/p90 ms per image, the speedup over the eager reference and the largest difference "
+            "from the float32 reference output. Random weights unless --weights is given."
+        ),
+    )
+    parser.add_argument("--size", nargs="+", action="extend", metavar="N|HxW",
+                        help="input sizes, repeatable or comma-separated (default 500)")
+    parser.add_argument("--batch", nargs="+", action="extend", metavar="B", help="batch sizes (default 1)")
+    parser.add_argument("--dtype", nargs="+", action="extend", metavar="DTYPE",
+                        help="float32, float16, bfloat16 (default float32)")
+    parser.add_argument("--runs", type=int, default=None,
+                        help="end-to-end timed runs (default: 3 on CPU, where a forward takes seconds; 50 on GPU)")
+    parser.add_argument("--warmup", type=int, default=None, help="end-to-end warm-up runs (default: 1 on CPU, 10 on GPU)")
+    parser.add_argument("--head-runs", type=int, default=None, help="head-only timed runs (default: 20 on CPU, 200 on GPU)")
+    parser.add_argument("--head-warmup", type=int, default=None, help="head-only warm-up runs (default: 3 on CPU, 20 on GPU)")
+    parser.add_argument("--weights", default=None, metavar="W", help="checkpoint to load (default: random weights)")
+    parser.add_argument("--model", default="fcn8s", help="fcn8s (default), fcn16s, fcn32s or fcn8s-atonce")
+    parser.add_argument("--num-classes", type=int, default=21, help="classes (default 21)")
+    parser.add_argument("--providers", nargs="+", action="extend", metavar="P", help=PROVIDER_HELP)
+    parser.add_argument("--device", default="auto", help="auto (default: cuda if available), cpu, cuda")
+    parser.add_argument("--compile-timeout", type=float, default=None, metavar="S",
+                        help="time box of the torch.compile provider in seconds (default: 120 on CPU, 900 on GPU; 0 = none)")
+    parser.add_argument("--time-limit", type=float, default=None, metavar="S",
+                        help="skip a provider that would end after S seconds of run time, estimated from the "
+                             "reference's cost (default: 150 on CPU, none on GPU; 0 = none)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="torch.set_num_threads(N) for the run (default: torch's default, all cores)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and input (default 0)")
+    parser.add_argument("--out", default="fcnfast-bench", metavar="DIR",
+                        help="output directory for bench.json and bench.png (default ./fcnfast-bench)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from fcnfast.benchmark import BenchConfig, format_table, run_benchmark, write_report
+
+    try:
+        sizes = [_size(s) for s in _split(args.size, "--size")] or [(500, 500)]
+        batches = [int(b) for b in _split(args.batch, "--batch")] or [1]
+        dtypes = _split(args.dtype, "--dtype") or ["float32"]
+        providers = _split(args.providers, "--providers") or None
+        cfg = BenchConfig(
+            sizes=sizes, batches=batches, dtypes=dtypes, model=args.model, num_classes=args.num_classes,
+            weights=args.weights, providers=providers, device=args.device, runs=args.runs, warmup=args.warmup,
+            head_runs=args.head_runs, head_warmup=args.head_warmup, compile_timeout=args.compile_timeout,
+            time_limit=args.time_limit, seed=args.seed, threads=args.threads,
+        ).resolved()
+    except (ValueError, RuntimeError) as exc:
+        print(f"fcnfast bench: error: {exc}", file=sys.stderr)
+        return 2
+    if not cfg.weights:
+        print("fcnfast bench: random weights (no --weights): timings are what matter, not the predictions",
+              file=sys.stderr)
+    try:
+        report = run_benchmark(cfg, progress=not args.no_progress)
+    except (ValueError, FileNotFoundError) as exc:  # e.g. a checkpoint that does not fit
+        print(f"fcnfast bench: error: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(report))
+    json_path, png_path, why = write_report(report, args.out)
+    print(f"wrote {json_path}")
+    print(f"wrote {png_path}" if png_path else f"no plot: {why}")
+    return 0
