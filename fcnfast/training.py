@@ -68,7 +68,6 @@ from torch import Tensor, nn
 from .data import IGNORE_INDEX, RandomFlipScale, VOCSegmentation, class_names_for, pad_collate, voc_colormap
 from .metrics import ConfusionMatrix
 from .models import MODELS, build_model, load_weights, vgg16_init
-from .nn import UpsampleCropAdd
 
 __all__ = [
     "PRESETS",
@@ -439,28 +438,6 @@ def scale_loss(local_sum: Tensor, global_sum: Tensor, global_count: Tensor, *, w
         raise ValueError(f"unknown loss normalization {normalization!r}; choose from {LOSS_NORMALIZATIONS}")
     loss = local_sum * (world_size / denom) if world_size > 1 else local_sum / denom
     return loss, global_sum.detach() / denom
-
-
-def _is_float_tensor(value: Any) -> bool:
-    return isinstance(value, Tensor) and value.is_floating_point()
-
-
-def _heads_in_weight_dtype(module: nn.Module, args: tuple, kwargs: dict):
-    """Forward pre-hook: cast a head stage's inputs (x, skip) to its weight's dtype.
-
-    Under autocast the convs hand the heads fp16/bf16 scores while the upsampling weights stay
-    fp32; the fused op requires one dtype, and the heads are ~0.3% of the FLOPs, so they run in fp32.
-    """
-    dtype = module.weight.dtype
-    args = tuple(a.to(dtype) if _is_float_tensor(a) and a.dtype != dtype else a for a in args)
-    kwargs = {k: (v.to(dtype) if _is_float_tensor(v) and v.dtype != dtype else v) for k, v in kwargs.items()}
-    return args, kwargs
-
-
-def prepare_for_amp(model: nn.Module) -> List[Any]:
-    """Make ``model``'s head stages accept autocast's low-precision inputs (see above). Returns the hook handles."""
-    return [m.register_forward_pre_hook(_heads_in_weight_dtype, with_kwargs=True)
-            for m in model.modules() if isinstance(m, UpsampleCropAdd)]
 
 
 def _autocast(device: torch.device, amp: Optional[str]):
@@ -873,8 +850,6 @@ def evaluate_checkpoint(
     except (ValueError, TypeError) as exc:
         raise TrainingError(f"checkpoint {checkpoint}: {exc}") from exc
     net.to(dev)
-    if amp is not None:
-        prepare_for_amp(net)
     loader = eval_loader(dataset, num_workers=num_workers, pin_memory=dev.type == "cuda")
     try:
         metrics = evaluate(net, loader, n, dev, amp=amp, predictions_dir=predictions_dir, progress=progress)
@@ -946,8 +921,6 @@ class Trainer:
             source = "checkpoint" if checkpoint is not None else ("--init" if cfg.init else "--weights")
             raise TrainingError(f"{source}: {exc}") from exc
         model.to(self.device)
-        if cfg.amp is not None:
-            prepare_for_amp(model)
         return model
 
     def _load_resume_checkpoint(self) -> Dict[str, Any]:

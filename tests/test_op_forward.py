@@ -188,3 +188,15 @@ def test_module_repr_shows_depthwise_choice():
         module.weight.add_(0.1)
     assert "depthwise=auto->dense" in repr(module)
     assert "depthwise=dense" in repr(fcnfast.UpsampleCropAdd(3, 3, 4, 2, depthwise=False))
+
+
+def test_autocast_runs_the_op_in_float32():
+    x, skip = torch.randn(1, 3, 4, 5, dtype=torch.bfloat16), torch.randn(1, 3, 14, 14, dtype=torch.bfloat16)
+    weight = bilinear_weight(3, 3, 4)  # frozen fp32 filters, as in FCN under AMP
+    expected = upsample_crop_add_reference(x.float(), weight, 2, skip=skip.float(), skip_offset=2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = fcnfast.upsample_crop_add(x, weight, 2, skip=skip, skip_offset=2)
+        direct = torch.ops.fcnfast.upsample_crop_add(x, weight, None, skip, [2, 2], [0, 0], [10, 12], [2, 2], -1, None)
+    assert out.dtype == direct.dtype == torch.float32
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(direct, expected)

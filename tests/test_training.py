@@ -371,13 +371,12 @@ def test_save_checkpoint_is_atomic_and_links_best(tmp_path, monkeypatch):
     assert torch.load(best, weights_only=True)["iteration"] == 1  # replacing one link leaves the other
 
 
-def test_heads_accept_autocast_inputs():
+def test_heads_run_in_float32_under_autocast():
     head = fcnfast.UpsampleCropAdd(NUM_CLASSES, NUM_CLASSES, 4, 2, skip_offset=5)
     x = torch.randn(1, NUM_CLASSES, 5, 6, dtype=torch.bfloat16)
     skip = torch.randn(1, NUM_CLASSES, 22, 24, dtype=torch.bfloat16)
     with pytest.raises(TypeError, match="dtype"):
         head(x, skip=skip)
-    T.prepare_for_amp(head)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = head(x, skip=skip)
     assert y.dtype == torch.float32
