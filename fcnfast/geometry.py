@@ -123,8 +123,8 @@ def resolve_geometry(
             f"channel mismatch: x has Cin={Cin} (shape {_shape(x)}) but weight has "
             f"Cin={wCin} (shape {_shape(weight)}, layout (Cin, Cout, kh, kw))"
         )
-    if Hin < 1 or Win < 1:
-        raise ValueError(f"x must have spatial size >= 1, got shape {_shape(x)}")
+    if Cin < 1 or Hin < 1 or Win < 1:
+        raise ValueError(f"x must have Cin, Hin, Win >= 1, got shape {_shape(x)}")
     if kh < 1 or kw < 1 or Cout < 1:
         raise ValueError(f"weight must have Cout, kh, kw >= 1, got shape {_shape(weight)}")
     sh, sw = pair(stride, "stride")

@@ -23,6 +23,8 @@ def _good(device=DEVICE, dtype=torch.float32):
 BAD_CALLS = {
     # name: (call(x, w, skip, bias) -> kwargs for upsample_crop_add, exception, message regex)
     "x_3d": (lambda x, w, s, b: dict(x=x[0], weight=w, stride=2), ValueError, r"x must be 4-D.*\(3, 4, 5\)"),
+    "zero_channels": (lambda x, w, s, b: dict(x=x[:, :0], weight=w[:0], stride=2), ValueError,
+                      r"x must have Cin, Hin, Win >= 1"),
     "weight_2d": (lambda x, w, s, b: dict(x=x, weight=w[:, :, 0, 0], stride=2), ValueError, r"weight must be 4-D"),
     "channel_mismatch": (lambda x, w, s, b: dict(x=x[:, :2], weight=w, stride=2), ValueError,
                          r"channel mismatch.*Cin=2.*Cin=3"),

@@ -25,10 +25,23 @@ def geometry_list(g: Geometry) -> List[int]:
     return [int(v) for v in g]
 
 
-def check_layout(g: Geometry, x: torch.Tensor, skip: Optional[torch.Tensor]) -> None:
-    """Last line of defence before raw pointers leave Python: shapes must match the geometry."""
+def check_layout(
+    g: Geometry,
+    x: torch.Tensor,
+    skip: Optional[torch.Tensor],
+    weight: Optional[torch.Tensor] = None,
+    bias: Optional[torch.Tensor] = None,
+) -> None:
+    """Last line of defence before raw pointers leave Python: shapes and dtypes must match the geometry."""
     if tuple(x.shape) != (g.N, g.Cin, g.Hin, g.Win):
         raise ValueError(f"x shape {tuple(x.shape)} does not match geometry {g}")
+    if weight is not None and tuple(weight.shape) != (g.Cin, g.Cout, g.kh, g.kw):
+        raise ValueError(f"weight shape {tuple(weight.shape)} does not match geometry {g}")
+    if bias is not None and tuple(bias.shape) != (g.Cout,):
+        raise ValueError(f"bias shape {tuple(bias.shape)} does not match geometry {g}")
+    for name, t in (("weight", weight), ("bias", bias), ("skip", skip)):
+        if t is not None and (t.dtype != x.dtype or t.device != x.device):
+            raise TypeError(f"{name} is {t.dtype} on {t.device}, x is {x.dtype} on {x.device}")
     if skip is not None:
         if skip.shape[0] != g.N or skip.shape[1] != g.Cout or skip.shape[2] < g.sy + g.H or skip.shape[3] < g.sx + g.W:
             raise ValueError(f"skip shape {tuple(skip.shape)} does not cover the window of {g}")

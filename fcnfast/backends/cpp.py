@@ -36,7 +36,7 @@ def upsample_crop_add_cpp(
 ) -> torch.Tensor:
     """Fused forward on the CPU; ``geom`` comes from ``resolve_geometry`` of these tensors."""
     _check(x, "x")
-    _abi.check_layout(geom, x, skip)
+    _abi.check_layout(geom, x, skip, weight, bias)
     weight = weight.contiguous()
     bias = None if bias is None else bias.contiguous()
     out = torch.empty((geom.N, geom.Cout, geom.H, geom.W), dtype=x.dtype, device=x.device)
@@ -62,7 +62,9 @@ def upsample_crop_add_backward_cpp(
 ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
     """(grad_x, grad_weight) of the fused op; None for a gradient that is not needed."""
     _check(x, "x")
-    _abi.check_layout(geom, x, None)
+    _abi.check_layout(geom, x, None, weight)
+    if grad_out.dtype != x.dtype or grad_out.device != x.device:
+        raise TypeError(f"grad_out is {grad_out.dtype} on {grad_out.device}, x is {x.dtype} on {x.device}")
     grad_out = grad_out.contiguous()
     if tuple(grad_out.shape) != (geom.N, geom.Cout, geom.H, geom.W):
         raise ValueError(f"grad_out shape {tuple(grad_out.shape)} does not match {geom}")
