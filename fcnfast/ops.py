@@ -167,7 +167,8 @@ _upsample_crop_add_op.register_autograd(_backward, setup_context=_setup_context)
 # Under autocast the head runs in fp32: its inputs arrive in fp16/bf16 while the (frozen) filters
 # stay fp32, and the heads are ~0.3% of FCN's FLOPs. The wrapper below applies the same policy
 # before validating dtypes; these rules cover direct torch.ops calls.
-for _device_type in ("cpu", "cuda"):
+_AUTOCAST_DEVICES = ("cpu", "cuda")
+for _device_type in _AUTOCAST_DEVICES:
     torch.library.register_autocast("fcnfast::upsample_crop_add", _device_type, torch.float32)
 
 
@@ -211,7 +212,7 @@ def upsample_crop_add(
     Under ``torch.autocast`` the op runs in float32 (its inputs are cast up) and returns float32.
     """
     backends.check_backend_name(backend)
-    if isinstance(x, Tensor) and torch.is_autocast_enabled(x.device.type):
+    if isinstance(x, Tensor) and x.device.type in _AUTOCAST_DEVICES and torch.is_autocast_enabled(x.device.type):
         x, weight, skip, bias = (
             t.float() if isinstance(t, Tensor) and t.is_floating_point() else t for t in (x, weight, skip, bias)
         )
