@@ -36,18 +36,9 @@ def upsample_crop_add_cpp(
 ) -> torch.Tensor:
     """Fused forward on the CPU; ``geom`` comes from ``resolve_geometry`` of these tensors."""
     _check(x, "x")
-    _abi.check_layout(geom, x, skip, weight, bias)
-    weight = weight.contiguous()
-    bias = None if bias is None else bias.contiguous()
-    out = torch.empty((geom.N, geom.Cout, geom.H, geom.W), dtype=x.dtype, device=x.device)
-    if out.numel() == 0:
-        return out
-    _module().upsample_crop_add_fwd(
-        _abi.geometry_list(geom), _abi.DTYPE_CODES[x.dtype],
-        x.data_ptr(), _abi.strides(x), weight.data_ptr(), _abi.ptr(bias),
-        _abi.ptr(skip), _abi.strides(skip), out.data_ptr(), bool(depthwise),
-        torch.get_num_threads(),
-    )
+    out, call = _abi.forward_call(geom, x, weight, bias, skip, depthwise)
+    if call is not None:
+        _module().upsample_crop_add_fwd(*call[0], torch.get_num_threads())
     return out
 
 
@@ -62,12 +53,7 @@ def upsample_crop_add_backward_cpp(
 ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
     """(grad_x, grad_weight) of the fused op; None for a gradient that is not needed."""
     _check(x, "x")
-    _abi.check_layout(geom, x, None, weight)
-    if grad_out.dtype != x.dtype or grad_out.device != x.device:
-        raise TypeError(f"grad_out is {grad_out.dtype} on {grad_out.device}, x is {x.dtype} on {x.device}")
-    grad_out = grad_out.contiguous()
-    if tuple(grad_out.shape) != (geom.N, geom.Cout, geom.H, geom.W):
-        raise ValueError(f"grad_out shape {tuple(grad_out.shape)} does not match {geom}")
+    grad_out = _abi.checked_grad_out(geom, grad_out, x, weight)
     module = _module()
     code = _abi.DTYPE_CODES[x.dtype]
     threads = torch.get_num_threads()

@@ -40,19 +40,10 @@ def upsample_crop_add_cuda(
 ) -> torch.Tensor:
     """Fused forward on a CUDA device; ``geom`` comes from ``resolve_geometry`` of these tensors."""
     _check(x, "x")
-    _abi.check_layout(geom, x, skip, weight, bias)
-    weight = weight.contiguous()
-    bias = None if bias is None else bias.contiguous()
-    out = torch.empty((geom.N, geom.Cout, geom.H, geom.W), dtype=x.dtype, device=x.device)
-    if out.numel() == 0:
-        return out
-    with torch.cuda.device(x.device):
-        _module().upsample_crop_add_fwd(
-            _abi.geometry_list(geom), _abi.DTYPE_CODES[x.dtype],
-            x.data_ptr(), _abi.strides(x), weight.data_ptr(), _abi.ptr(bias),
-            _abi.ptr(skip), _abi.strides(skip), out.data_ptr(), bool(depthwise),
-            torch.cuda.current_stream(x.device).cuda_stream,
-        )
+    out, call = _abi.forward_call(geom, x, weight, bias, skip, depthwise)
+    if call is not None:
+        with torch.cuda.device(x.device):
+            _module().upsample_crop_add_fwd(*call[0], torch.cuda.current_stream(x.device).cuda_stream)
     return out
 
 
@@ -67,12 +58,7 @@ def upsample_crop_add_backward_cuda(
 ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
     """(grad_x, grad_weight) of the fused op; None for a gradient that is not needed."""
     _check(x, "x")
-    _abi.check_layout(geom, x, None, weight)
-    if grad_out.dtype != x.dtype or grad_out.device != x.device:
-        raise TypeError(f"grad_out is {grad_out.dtype} on {grad_out.device}, x is {x.dtype} on {x.device}")
-    grad_out = grad_out.contiguous()
-    if tuple(grad_out.shape) != (geom.N, geom.Cout, geom.H, geom.W):
-        raise ValueError(f"grad_out shape {tuple(grad_out.shape)} does not match {geom}")
+    grad_out = _abi.checked_grad_out(geom, grad_out, x, weight)
     module = _module()
     code = _abi.DTYPE_CODES[x.dtype]
     grad_x = grad_w = None
