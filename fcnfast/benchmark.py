@@ -52,6 +52,7 @@ FUSED_BACKENDS = ("triton", "cuda", "cpp")
 ALL_PROVIDERS = (PROVIDER_REFERENCE, *(f"fcnfast-{b}" for b in FUSED_BACKENDS), PROVIDER_OPTIMIZE, PROVIDER_COMPILE)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 KINDS = ("head", "end_to_end")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # Least time worth giving the compile child (compiling FCN-8s takes 40-70 s on the 2-core CPU).
 MIN_COMPILE_S = {"cpu": 60.0, "cuda": 120.0}
 
@@ -84,6 +85,7 @@ class BenchConfig:
     head_runs: Optional[int] = None
     head_warmup: Optional[int] = None
     compile_timeout: Optional[float] = None  # seconds for the whole compile child; 0 = no limit
+    compile_mode: Optional[str] = None  # torch.compile mode (None: max-autotune on GPU, default on CPU)
     time_limit: Optional[float] = None  # soft limit of the whole run in seconds; 0 = none
     seed: int = 0
     threads: Optional[int] = None  # torch.set_num_threads for the run (None: torch's default)
@@ -116,6 +118,10 @@ class BenchConfig:
                 raise ValueError(f"unknown dtype {name!r}; choose from {sorted(DTYPES)}")
         if cfg.threads is not None and cfg.threads < 1:
             raise ValueError(f"threads must be >= 1, got {cfg.threads}")
+        if cfg.compile_mode is None:
+            cfg.compile_mode = "max-autotune" if cfg.device.startswith("cuda") else "default"
+        if cfg.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"unknown compile mode {cfg.compile_mode!r}; choose from {list(COMPILE_MODES)}")
         if cfg.providers is not None:
             unknown = [p for p in cfg.providers if p not in ALL_PROVIDERS]
             if unknown:
@@ -724,7 +730,7 @@ def _bench_compile(cfg: BenchConfig, device: str, size, batch: int, dtype_name: 
         dtype=dtype_name, batch=batch, runs=cfg.runs, warmup=cfg.warmup, head_runs=cfg.head_runs,
         head_warmup=cfg.head_warmup, kinds=list(KINDS), inputs_path=inputs_path,
         outputs_path=os.path.join(workdir, f"outputs_{tag}.pt"), result_path=os.path.join(workdir, f"result_{tag}.json"),
-        mode="max-autotune" if device.startswith("cuda") else None, threads=cfg.threads,
+        mode=None if cfg.compile_mode == "default" else cfg.compile_mode, threads=cfg.threads,
     )
     result, status = _run_compile_child(spec, timeout, workdir)
     outputs = {}

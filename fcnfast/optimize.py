@@ -326,31 +326,34 @@ class OptimizedFCN(nn.Module):
     # -- CUDA graphs ------------------------------------------------------------------------------
 
     def _graph_forward(self, x: Tensor) -> Tensor:
-        key = (tuple(x.shape), x.dtype, x.device)
-        entry = self._graphs.get(key)
-        if entry is None:
-            try:
-                entry = self._capture(x)
-            except Exception as exc:  # a backend that cannot be captured must not break inference
-                self._graph_failed = f"{type(exc).__name__}: {exc}"
-                warnings.warn(
-                    f"fcnfast.optimize: CUDA graph capture failed ({self._graph_failed}); running without "
-                    f"CUDA graphs", RuntimeWarning, stacklevel=3,
-                )
-                self._graphs.clear()
-                torch.cuda.synchronize(x.device)
-                with torch.no_grad():
-                    return self._run(x)
-            self._graphs[key] = entry
-            while len(self._graphs) > self.max_graphs:
-                self._graphs.popitem(last=False)
-        else:
-            self._graphs.move_to_end(key)
-        static_in, static_out, graph = entry
-        with torch.no_grad():
-            static_in.copy_(x)
-        graph.replay()
-        return static_out.clone() if self.clone_output else static_out
+        # Capture and replay on x's device: the graph, its private memory pool and the side
+        # stream bind to the current device, which need not be x's (a model on cuda:1).
+        with torch.cuda.device(x.device):
+            key = (tuple(x.shape), x.dtype, x.device)
+            entry = self._graphs.get(key)
+            if entry is None:
+                try:
+                    entry = self._capture(x)
+                except Exception as exc:  # a backend that cannot be captured must not break inference
+                    self._graph_failed = f"{type(exc).__name__}: {exc}"
+                    warnings.warn(
+                        f"fcnfast.optimize: CUDA graph capture failed ({self._graph_failed}); running without "
+                        f"CUDA graphs", RuntimeWarning, stacklevel=3,
+                    )
+                    self._graphs.clear()
+                    torch.cuda.synchronize(x.device)
+                    with torch.no_grad():
+                        return self._run(x)
+                self._graphs[key] = entry
+                while len(self._graphs) > self.max_graphs:
+                    self._graphs.popitem(last=False)
+            else:
+                self._graphs.move_to_end(key)
+            static_in, static_out, graph = entry
+            with torch.no_grad():
+                static_in.copy_(x)
+            graph.replay()
+            return static_out.clone() if self.clone_output else static_out
 
     def _capture(self, x: Tensor):
         device = x.device

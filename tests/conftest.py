@@ -36,21 +36,29 @@ def pytest_report_header(config):
     return lines
 
 
-def backend_params(device_type: str = "cpu"):
-    """pytest.param per backend that can run on ``device_type``; others skip with the reason."""
+def backend_device_params():
+    """pytest.param((backend, device)) for every backend x device pair, each run where it can:
+    a pair that cannot run on this machine skips with the reason, and CUDA pairs carry the
+    ``gpu`` mark. (On a GPU machine the cpp/cpu pairs run too, beside the GPU ones.)"""
     params = []
-    for name in BACKENDS:
-        backend, reason = fcnfast.backends._load(name)
-        runs = backend is not None and device_type in backend.device_types
-        marks = [] if runs else [pytest.mark.skip(reason=f"{name} on {device_type}: {reason}")]
-        params.append(pytest.param(name, id=name, marks=marks))
+    for device in ("cpu", "cuda"):
+        for name in BACKENDS:
+            ok, reason = fcnfast.backends.supports(name, device, torch.float32)
+            marks = [] if ok else [pytest.mark.skip(reason=f"{name} on {device}: {reason}")]
+            if device == "cuda":
+                marks.append(pytest.mark.gpu)
+            params.append(pytest.param(name, device, id=f"{name}-{device}", marks=marks))
     return params
 
 
-def devices():
-    out = [pytest.param("cpu", id="cpu")]
-    out.append(pytest.param("cuda", id="cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")]))
-    return out
+def gpu_backends():
+    """pytest.param per GPU backend (triton, cuda), ``gpu``-marked, skipped with the reason where it cannot run."""
+    params = []
+    for name in ("triton", "cuda"):
+        ok, reason = fcnfast.backends.supports(name, "cuda", torch.float32)
+        marks = [pytest.mark.gpu] + ([] if ok else [pytest.mark.skip(reason=f"{name} on cuda: {reason}")])
+        params.append(pytest.param(name, id=name, marks=marks))
+    return params
 
 
 # fp32 on the GPU references cuDNN: compare against true fp32, not TF32.

@@ -76,11 +76,14 @@ def test_fcn8s_cpp_dense_heads_equal_reference_at_500(fcn8s_at_500):
     torch.testing.assert_close(fused, _head_chain(model, calls, "reference"), rtol=1e-4, atol=1e-4)
 
 
-def test_fcn8s_triton_interpreter_equals_reference_small():
-    if not fcnfast.available_backends()["triton"][0]:
-        pytest.skip("triton unavailable")
-    model = _random_fcn8s(num_classes=4, seed=1)
-    x = torch.randn(1, 3, 24, 20)
+def test_fcn8s_triton_equals_reference_small():
+    """Triton on the GPU where there is one, else through the interpreter on the CPU."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    ok, reason = fcnfast.backends.supports("triton", device, torch.float32)
+    if not ok:
+        pytest.skip(reason)
+    model = _random_fcn8s(num_classes=4, seed=1).to(device)
+    x = torch.randn(1, 3, 24, 20, device=device)
     with torch.no_grad():
         expected = model.set_backend("reference")(x)
         got = model.set_backend("triton")(x)

@@ -7,7 +7,7 @@ import fcnfast
 from fcnfast import backends
 from fcnfast.reference import bilinear_weight, upsample_crop_add_reference
 
-from conftest import backend_params
+from conftest import backend_device_params
 from op_cases import Case, make_inputs
 
 GRAD_CASES = [
@@ -53,10 +53,9 @@ def test_gradcheck_float64(case, backend):
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-@pytest.mark.parametrize("backend", backend_params("cuda" if torch.cuda.is_available() else "cpu"))
+@pytest.mark.parametrize("backend, device", backend_device_params())
 @pytest.mark.parametrize("case", GRAD_CASES, ids=lambda c: c.id)
-def test_float32_gradients_match_reference(case, backend, layout):
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+def test_float32_gradients_match_reference(case, backend, device, layout):
     if backend == "triton" and device == "cpu" and not case.interpretable(max_kernel=16 if layout == "contiguous" else 4):
         pytest.skip("too slow for the Triton interpreter (runs on GPU; cpp covers it on CPU)")
     x, weight, kw = _grad_inputs(case, torch.float32, layout)

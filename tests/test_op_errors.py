@@ -6,13 +6,10 @@ import torch
 import fcnfast
 from fcnfast.backends import resolve_backend
 
-from conftest import backend_params
-
-BACKENDS_HERE = backend_params("cuda" if torch.cuda.is_available() else "cpu")
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+from conftest import backend_device_params
 
 
-def _good(device=DEVICE, dtype=torch.float32):
+def _good(device="cpu", dtype=torch.float32):
     x = torch.randn(2, 3, 4, 5, device=device, dtype=dtype)
     w = torch.randn(3, 4, 4, 4, device=device, dtype=dtype)  # full output (10, 12)
     skip = torch.randn(2, 4, 12, 14, device=device, dtype=dtype)
@@ -60,11 +57,11 @@ BAD_CALLS = {
 }
 
 
-@pytest.mark.parametrize("backend", BACKENDS_HERE)
+@pytest.mark.parametrize("backend, device", backend_device_params())
 @pytest.mark.parametrize("name", sorted(BAD_CALLS))
-def test_bad_input_raises_documented_exception(name, backend):
+def test_bad_input_raises_documented_exception(name, backend, device):
     make, exc, pattern = BAD_CALLS[name]
-    kwargs = make(*_good())
+    kwargs = make(*_good(device))
     x, w, stride = kwargs.pop("x"), kwargs.pop("weight"), kwargs.pop("stride")
     with pytest.raises(exc, match=pattern):
         fcnfast.upsample_crop_add(x, w, stride, backend=backend, **kwargs)

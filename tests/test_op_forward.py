@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import fcnfast
 from fcnfast.reference import bilinear_weight, upsample_crop_add_reference
 
-from conftest import backend_params, devices
+from conftest import backend_device_params, gpu_backends
 from op_cases import INTERPRETED, Case, assert_matches_reference, make_inputs
 
 CASES = [
@@ -38,13 +38,13 @@ DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 
 
 def _runs(backend, dtype, device):
-    be, _ = fcnfast.backends._load(backend)
-    return be is not None and dtype in be.dtypes and device in be.device_types
+    return fcnfast.backends.supports(backend, device, dtype)[0]
 
 
 def _maybe_skip(backend, dtype, device, case=None):
-    if not _runs(backend, dtype, device):
-        pytest.skip(f"{backend} does not run {dtype} on {device}")
+    ok, reason = fcnfast.backends.supports(backend, device, dtype)
+    if not ok:
+        pytest.skip(reason)
     if backend == "triton" and device == "cpu" and case is not None and not case.interpretable():
         pytest.skip("too slow for the Triton interpreter (runs on GPU; cpp covers it on CPU)")
 
@@ -70,9 +70,8 @@ def test_reference_equals_conv_transpose_slice_add(case):
 # --- every backend vs the reference ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).replace("torch.", ""))
-@pytest.mark.parametrize("backend", backend_params("cpu") if not torch.cuda.is_available() else backend_params("cuda"))
+@pytest.mark.parametrize("backend, device", backend_device_params())
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_backend_matches_reference(case, backend, dtype, device):
     _maybe_skip(backend, dtype, device, case)
@@ -88,9 +87,8 @@ def test_backend_matches_reference(case, backend, dtype, device):
 LAYOUT_CASES = [CASES[1], CASES[3], CASES[7], CASES[11]]
 
 
-@pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("layout", ["channels_last", "sliced"])
-@pytest.mark.parametrize("backend", backend_params("cpu") if not torch.cuda.is_available() else backend_params("cuda"))
+@pytest.mark.parametrize("backend, device", backend_device_params())
 @pytest.mark.parametrize("case", LAYOUT_CASES, ids=lambda c: c.id)
 def test_non_contiguous_inputs(case, backend, layout, device):
     _maybe_skip(backend, torch.float32, device, case)
@@ -100,8 +98,7 @@ def test_non_contiguous_inputs(case, backend, layout, device):
     assert_matches_reference(out, x, weight, case.s, kw, what=f"{backend} {layout}")
 
 
-@pytest.mark.parametrize("device", devices())
-@pytest.mark.parametrize("backend", backend_params("cpu") if not torch.cuda.is_available() else backend_params("cuda"))
+@pytest.mark.parametrize("backend, device", backend_device_params())
 def test_empty_batch(backend, device):
     _maybe_skip(backend, torch.float32, device)
     x = torch.randn(0, 3, 4, 4, device=device)
@@ -144,6 +141,18 @@ def _fuzz(backend, case, layout, seed):
 @given(random_calls())
 def test_fuzz_cpp(call):
     _fuzz("cpp", *call)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("backend", gpu_backends())
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(call=random_calls())
+def test_fuzz_gpu(backend, call):
+    case, layout, seed = call
+    x, weight, kw = make_inputs(case, torch.float32, "cuda", layout=layout, seed=seed)
+    out = fcnfast.upsample_crop_add(x, weight, case.s, backend=backend, **kw)
+    assert_matches_reference(out, x, weight, case.s, kw, what=f"{backend} {case.id} {layout}")
 
 
 @pytest.mark.skipif(not _runs("triton", torch.float32, "cpu"), reason="triton (interpreter) not available")

@@ -76,15 +76,15 @@ def _load(name: str) -> Tuple[Optional[Backend], str]:
         if not torch.cuda.is_available() and not interpreted:
             return None, "triton needs a CUDA device (or TRITON_INTERPRET=1 to run on the CPU, slowly)"
         try:
-            kernels = importlib.import_module("fcnfast.kernels.upsample_crop_add")
+            launcher = importlib.import_module("fcnfast.backends.triton")
         except Exception as exc:  # a broken kernel file must be visible, not skipped
-            return None, f"importing fcnfast.kernels.upsample_crop_add failed: {type(exc).__name__}: {exc}"
+            return None, f"importing the Triton kernels failed: {type(exc).__name__}: {exc}"
         import triton
 
         devices = ("cuda", "cpu") if interpreted else ("cuda",)
-        dtypes = tuple(d for d in kernels.DTYPES if not (interpreted and d == torch.bfloat16))
+        dtypes = tuple(d for d in launcher.DTYPES if not (interpreted and d == torch.bfloat16))
         mode = "interpreter (TRITON_INTERPRET=1)" if interpreted else "compiled for CUDA"
-        return Backend(kernels.upsample_crop_add_triton, kernels.upsample_crop_add_backward_triton,
+        return Backend(launcher.upsample_crop_add_triton, launcher.upsample_crop_add_backward_triton,
                        dtypes, devices), f"triton {triton.__version__}, {mode}"
     raise ValueError(f"unknown backend {name!r}; choose from {BACKENDS}")
 
@@ -100,6 +100,16 @@ def check_backend_name(backend: Optional[str]) -> None:
 
 
 _warned: set = set()
+
+
+def supports(name: str, device, dtype: torch.dtype) -> Tuple[bool, str]:
+    """(True, what it is) when backend ``name`` can run a call with ``dtype`` tensors on ``device``
+    (a torch.device, or a device string such as "cpu", "cuda", "cuda:1"), else (False, why not)."""
+    check_backend_name(name)
+    device_type = torch.device(device).type
+    if device_type == "cuda" and not torch.cuda.is_available():
+        return False, "torch sees no CUDA device"
+    return _can_run(name, "cuda" if device_type == "cuda" else "cpu", dtype)
 
 
 def _can_run(name: str, device_type: str, dtype: torch.dtype) -> Tuple[bool, str]:

@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 import torch
 
 from ..geometry import Geometry
-from . import _abi, _extensions
+from . import _abi, _extensions, _sync_check
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -42,8 +42,10 @@ def upsample_crop_add_cuda(
     _check(x, "x")
     out, call = _abi.forward_call(geom, x, weight, bias, skip, depthwise)
     if call is not None:
+        args, _keep_alive = call  # the contiguous weight/bias copies stay referenced through the launch
         with torch.cuda.device(x.device):
-            _module().upsample_crop_add_fwd(*call[0], torch.cuda.current_stream(x.device).cuda_stream)
+            _module().upsample_crop_add_fwd(*args, torch.cuda.current_stream(x.device).cuda_stream)
+        _sync_check.after_launch("upsample_crop_add_fwd (CUDA C++)", x.device)
     return out
 
 
@@ -61,6 +63,9 @@ def upsample_crop_add_backward_cuda(
     grad_out = _abi.checked_grad_out(geom, grad_out, x, weight)
     module = _module()
     code = _abi.DTYPE_CODES[x.dtype]
+    # Referenced until this function returns, i.e. past the asynchronous kernel's enqueue; the
+    # caching allocator then reuses its memory only in stream order, after that kernel.
+    weight_c = weight.contiguous()
     grad_x = grad_w = None
     with torch.cuda.device(x.device):
         stream = torch.cuda.current_stream(x.device).cuda_stream
@@ -69,8 +74,9 @@ def upsample_crop_add_backward_cuda(
             if grad_x.numel():
                 module.upsample_crop_add_bwd_input(
                     _abi.geometry_list(geom), code, grad_out.data_ptr(),
-                    weight.contiguous().data_ptr(), grad_x.data_ptr(), bool(depthwise), stream,
+                    weight_c.data_ptr(), grad_x.data_ptr(), bool(depthwise), stream,
                 )
+                _sync_check.after_launch("upsample_crop_add_bwd_input (CUDA C++)", x.device)
         if need_weight:
             # fp16/bf16 gradients are reduced into an fp32 buffer, then rounded once.
             acc_dtype = x.dtype if x.dtype == torch.float32 else torch.float32
@@ -80,5 +86,6 @@ def upsample_crop_add_backward_cuda(
                     _abi.geometry_list(geom), code, x.data_ptr(), _abi.strides(x),
                     grad_out.data_ptr(), grad_w.data_ptr(), stream,
                 )
+                _sync_check.after_launch("upsample_crop_add_bwd_weight (CUDA C++)", x.device)
             grad_w = grad_w.to(weight.dtype)
     return grad_x, grad_w

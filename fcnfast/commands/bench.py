@@ -66,6 +66,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto (default: cuda if available), cpu, cuda")
     parser.add_argument("--compile-timeout", type=float, default=None, metavar="S",
                         help="time box of the torch.compile provider in seconds (default: 120 on CPU, 900 on GPU; 0 = none)")
+    parser.add_argument("--compile-mode", default=None, metavar="MODE",
+                        help="torch.compile mode of the compile provider: default, reduce-overhead, max-autotune, "
+                             "max-autotune-no-cudagraphs (default: max-autotune on GPU, default on CPU)")
     parser.add_argument("--time-limit", type=float, default=None, metavar="S",
                         help="skip a provider that would end after S seconds of run time, estimated from the "
                              "reference's cost (default: 150 on CPU, none on GPU; 0 = none)")
@@ -90,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = BenchConfig(
             sizes=sizes, batches=batches, dtypes=dtypes, model=args.model, num_classes=args.num_classes,
             weights=args.weights, providers=providers, device=args.device, runs=args.runs, warmup=args.warmup,
-            head_runs=args.head_runs, head_warmup=args.head_warmup, compile_timeout=args.compile_timeout,
+            head_runs=args.head_runs, head_warmup=args.head_warmup, compile_timeout=args.compile_timeout, compile_mode=args.compile_mode,
             time_limit=args.time_limit, seed=args.seed, threads=args.threads,
         ).resolved()
     except (ValueError, RuntimeError) as exc:
