@@ -31,19 +31,23 @@ def is_channel_diagonal(weight: Tensor) -> bool:
     Scans the weight once per tensor and version (in-place updates such as optimizer steps
     and ``load_state_dict`` bump the version), so calling it every forward is cheap.
     Writes through ``weight.data`` bypass the version counter: after such a write, call
-    :func:`clear_depthwise_cache` or pass ``depthwise=False``.
+    :func:`clear_depthwise_cache` or pass ``depthwise=False``. Inference tensors have no version
+    counter and are scanned on every call (pass ``depthwise`` explicitly to avoid the scan).
     """
     if weight.dim() != 4 or weight.shape[0] != weight.shape[1]:
         return False
-    version = weight._version
-    cached = _diagonal_cache.get(weight)
+    # Inference tensors (made under torch.inference_mode) have no version counter: an in-place
+    # write to one cannot be seen, so each call scans it afresh.
+    version = None if weight.is_inference() else weight._version
+    cached = _diagonal_cache.get(weight) if version is not None else None
     if cached is not None and cached[0] == version:
         return cached[1]
     with torch.no_grad():
         channels = weight.shape[0]
         off_diagonal = ~torch.eye(channels, dtype=torch.bool, device=weight.device)
         result = not bool(weight.detach()[off_diagonal].any())
-    _diagonal_cache[weight] = (version, result)
+    if version is not None:
+        _diagonal_cache[weight] = (version, result)
     return result
 
 

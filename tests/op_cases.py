@@ -77,12 +77,13 @@ def make_inputs(case: Case, dtype=torch.float32, device="cpu", layout="contiguou
         kwargs.update(skip=skip, skip_offset=case.skip_margin)
     if case.bias:
         kwargs["bias"] = torch.randn(case.Cout, generator=g, dtype=torch.float64)
-    x = to_layout(x.to(dtype), layout).to(device)
+    # the layout is made on the target device: copying a strided view across devices densifies it
+    x = to_layout(x.to(dtype=dtype, device=device), layout)
     weight = weight.to(dtype=dtype, device=device)
     for key in ("skip", "bias"):
         if key in kwargs:
-            value = kwargs[key].to(dtype)
-            kwargs[key] = (to_layout(value, layout) if key == "skip" else value).to(device)
+            value = kwargs[key].to(dtype=dtype, device=device)
+            kwargs[key] = to_layout(value, layout) if key == "skip" else value
     return x, weight, kwargs
 
 
@@ -92,7 +93,7 @@ def to_layout(t: torch.Tensor, layout: str) -> torch.Tensor:
     if layout == "channels_last":
         return t.contiguous(memory_format=torch.channels_last)
     if layout == "sliced":  # same values, read through a strided view of a bigger tensor
-        big = torch.zeros(t.shape[0], t.shape[1] + 1, t.shape[2] + 2, t.shape[3] * 2, dtype=t.dtype)
+        big = torch.zeros(t.shape[0], t.shape[1] + 1, t.shape[2] + 2, t.shape[3] * 2, dtype=t.dtype, device=t.device)
         view = big[:, 1:, 2:, ::2]
         view.copy_(t)
         return view

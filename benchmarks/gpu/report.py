@@ -155,8 +155,11 @@ def _headline(step: str, data: Optional[dict]) -> dict:
             for r in data["results"]:
                 if r.get("status") == "ok" and r["batch"] == 1 and r["dtype"] == "float32" and r["provider"] in ("triton", "cuda"):
                     label = f"{r['stage']} {r['weights']} {r['provider']}"
-                    out[label] = (f"{r.get('speedup_vs_eager', float('nan')):.2f}x eager, {r['gbps']:.0f} GB/s "
-                                  f"({100 * r['frac_of_copy_bw']:.0f}% of copy)")
+                    text = f"{r.get('speedup_vs_eager', float('nan')):.2f}x eager, {r['gbps']:.0f} GB/s"
+                    if "graph_median_ms" in r:
+                        text += (f"; graph-replayed {r.get('graph_speedup_vs_eager', float('nan')):.2f}x eager, "
+                                 f"{r['graph_gbps']:.0f} GB/s ({100 * r['graph_frac_of_copy_bw']:.0f}% of copy)")
+                    out[label] = text
             out["failed"] = sum(r.get("status") == "fail" for r in data["results"])
             return out
         if step == "bench":

@@ -77,8 +77,9 @@ def inspect_kernels() -> dict:
     return report
 
 
-def exercise(tiny: bool, budget: float, out: str, started: float) -> list:
-    """Run every stage forward and backward so the autotuner picks a config for each key."""
+def exercise(tiny: bool, budget: float, started: float, on_group_done) -> list:
+    """Run every stage forward and backward so the autotuner picks a config for each key;
+    ``on_group_done(exercised)`` after each (dtype, batch) group."""
     device = "cpu" if tiny else "cuda"
     size, batches = ((32, 32), [1]) if tiny else ((500, 500), [1, 8])
     classes = 2 if tiny else 21  # the interpreter's cost grows with the channels
@@ -106,7 +107,7 @@ def exercise(tiny: bool, budget: float, out: str, started: float) -> list:
                 torch.cuda.synchronize()
             done.append({"batch": batch, "dtype": str(dtype), "status": "ok",
                          "after_s": round(time.perf_counter() - started, 1)})
-            _write(out, {"step": "kernels", "partial": True, "exercised": done})
+            on_group_done(done)
     return done
 
 
@@ -130,12 +131,17 @@ def main(argv=None) -> int:
         print(f"kernels: triton cannot run on {device}: {why}")
         return 1
     started = time.perf_counter()
-    exercised = exercise(args.tiny, args.budget, args.out, started)
-    kernels = inspect_kernels()
     report = {"step": "kernels", "device": torch.cuda.get_device_name() if device == "cuda" else "cpu (dry run)",
-              "autotune": os.environ.get("FCNFAST_TRITON_AUTOTUNE", "1"), "exercised": exercised, "kernels": kernels,
-              "wall_s": time.perf_counter() - started}
-    _write(args.out, report)
+              "autotune": os.environ.get("FCNFAST_TRITON_AUTOTUNE", "1")}
+
+    def save(exercised, final=False):
+        # the whole report after every group: a run stopped by its time limit keeps what it tuned
+        report.update(exercised=exercised, kernels=inspect_kernels(), complete=final,
+                      wall_s=time.perf_counter() - started)
+        _write(args.out, report)
+
+    save(exercise(args.tiny, args.budget, started, save), final=True)
+    kernels = report["kernels"]
     for name, info in kernels.items():
         if info["status"] != "ok":
             print(f"{name}: {info['status']}")

@@ -2,6 +2,7 @@
 # One command that validates every GPU path of fcnfast on a GPU machine and writes the evidence.
 #
 #   OUT=/some/dir bash benchmarks/gpu/validate.sh [--deadline S] [--steps a,b,...] [--dry-run]
+#                                                 [--pytest-args "ARGS"]
 #
 # Run from the repository root. Steps, in order (each writes its JSON into $OUT when it ends):
 #   env        env.json             GPU, clocks, versions, imports the later steps need
@@ -23,6 +24,7 @@ set -uo pipefail
 
 DEADLINE=480
 DRY_RUN=0
+PYTEST_ARGS=""  # a test selection for the tests step (a rerun of failures, say); default: the whole suite
 STEPS="env,build,tests,sanitizer,stages,bench,kernels"
 usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
@@ -32,6 +34,8 @@ while [ $# -gt 0 ]; do
     --steps) STEPS="${2:?--steps needs a list}"; shift 2 ;;
     --steps=*) STEPS="${1#*=}"; shift ;;
     --dry-run) DRY_RUN=1; shift ;;
+    --pytest-args) PYTEST_ARGS="${2?--pytest-args needs a value}"; shift 2 ;;
+    --pytest-args=*) PYTEST_ARGS="${1#*=}"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "validate.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -139,7 +143,9 @@ step_tests() {
     args+=(--ignore=tests/test_triton_compile.py)
     if "$PY" -c "import xdist" 2>/dev/null; then args+=(-n "$(( $(nproc) > 12 ? 12 : $(nproc) ))"); fi
   fi
-  FCNFAST_TRITON_AUTOTUNE=0 "$PY" -m pytest "${args[@]}" -v > "$WORK/pytest.log" 2>&1
+  local selection=()
+  eval "selection=($PYTEST_ARGS)"  # shell words, quotes honoured: --pytest-args "-k 'a and b'"
+  FCNFAST_TRITON_AUTOTUNE=0 "$PY" -m pytest "${args[@]}" "${selection[@]}" -v > "$WORK/pytest.log" 2>&1
   local rc=$?
   "$PY" "$HERE/report.py" tests --junit "$WORK/junit.xml" --log "$WORK/pytest.log" --rc "$rc" \
     --out "$OUT/tests.json" --mode "$MODE"
@@ -208,7 +214,7 @@ step_kernels() {
 }
 
 export -f step_env step_build step_tests step_sanitizer step_stages step_bench step_kernels log elapsed
-export PY HERE OUT WORK MODE DRY_RUN T0
+export PY HERE OUT WORK MODE DRY_RUN T0 PYTEST_ARGS
 
 log "mode $MODE, deadline ${DEADLINE} s, steps $STEPS, OUT=$OUT, scratch $WORK"
 #        name       max_s min_s   (the maxima fit the default deadline when steps run to their usual length)
