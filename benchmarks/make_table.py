@@ -8,8 +8,11 @@ Reads both formats in benchmarks/results/<device>/:
   - pytest-benchmark JSON (``pytest benchmarks/... --benchmark-json FILE``): head stages
     (bench_upsample_crop_add.py) and end-to-end FCN-8s (bench_fcn.py), one row per benchmark
     group with the providers side by side;
-  - ``bench.json`` written by ``fcnfast bench --out DIR``: head-only and end-to-end per provider.
-Speedups are against the ``reference`` provider of the same group.
+  - ``bench.json`` written by ``fcnfast bench --out DIR``: head-only and end-to-end per provider;
+  - the GPU validation's files (``benchmarks/gpu/validate.sh``): ``summary.json`` as a table of
+    steps, ``stages.json`` as the per-stage table; its other files are summarised by summary.json.
+Speedups are against the ``reference`` (or ``eager``) provider of the same group.
+``--readme README.md`` replaces the text between the README's results markers.
 """
 
 from __future__ import annotations
@@ -147,6 +150,58 @@ def fcnfast_bench_tables(data: dict, source: str) -> List[str]:
     return lines
 
 
+def validation_summary_table(data: dict, source: str) -> List[str]:
+    lines = [f"### GPU validation — `{os.path.relpath(source)}` (`benchmarks/gpu/validate.sh`, {data['mode']})", ""]
+    def text(value) -> str:
+        if isinstance(value, dict):
+            return ", ".join(f"{k} {v}" for k, v in value.items())
+        return str(value)
+
+    rows = []
+    for step in data["steps"]:
+        if step["step"] in ("stages", "bench"):  # their own tables follow
+            headline = "see its table"
+        else:
+            headline = "; ".join(f"{k}: {text(v)}" for k, v in (step.get("headline") or {}).items()
+                                 if k != "first_failures")
+        rows.append([step["step"], step["status"][:60], f"{step['wall_s']:.0f} s", headline[:300] or "—"])
+    lines += _table(["step", "status", "wall", "headline"], rows)
+    lines.append("")
+    return lines
+
+
+def stages_table(data: dict, source: str) -> List[str]:
+    lines = [f"### {data['device']} — `{os.path.relpath(source)}` (head stages, `benchmarks/gpu/stages.py`)", "",
+             f"FCN-8s at {data['input_size'][0]}x{data['input_size'][1]}, {data['num_classes']} classes; torch "
+             f"{data['torch']}; {data['timing']}; device-to-device copy {data['copy_gbps']:.0f} GB/s. Each cell: median "
+             f"per call from Python (GB/s of the bytes the fused kernel must move; speedup vs eager)"
+             + ("; `graph` = replayed from a CUDA graph, the GPU's own time." if any(
+                 "graph_median_ms" in r for r in data["results"]) else "."), ""]
+    groups: "OrderedDict[tuple, Dict[str, dict]]" = OrderedDict()
+    for r in data["results"]:
+        key = (r["stage"], r["batch"], r["dtype"], r["weights"])
+        groups.setdefault(key, {})[r.get("provider", "?")] = r
+    providers = ["eager", "compile", "triton", "cuda"]
+    rows = []
+    for (stage, batch, dtype, weights), by in groups.items():
+        cells = []
+        for p in providers:
+            r = by.get(p)
+            if r is None or r.get("status") != "ok":
+                cells.append(r.get("status", "—") if r else "—")
+                continue
+            cell = f"{_ms(r['median_ms'])} ({r['gbps']:.0f} GB/s"
+            cell += f", **{r['speedup_vs_eager']:.2f}x**)" if "speedup_vs_eager" in r else ")"
+            if "graph_median_ms" in r:
+                cell += f"; graph {_ms(r['graph_median_ms'])}"
+                cell += f" ({r['graph_speedup_vs_eager']:.2f}x)" if "graph_speedup_vs_eager" in r else ""
+            cells.append(cell)
+        rows.append([stage, str(batch), dtype, weights] + cells)
+    lines += _table(["stage", "batch", "dtype", "weights"] + providers, rows)
+    lines.append("")
+    return lines
+
+
 def tables_for(path: str) -> List[str]:
     with open(path) as f:
         data = json.load(f)
@@ -154,7 +209,11 @@ def tables_for(path: str) -> List[str]:
         return fcnfast_bench_tables(data, path)
     if "benchmarks" in data:
         return pytest_benchmark_tables(data, path)
-    return [f"<!-- {path}: not a benchmark result file -->", ""]
+    if data.get("step") == "stages":
+        return stages_table(data, path)
+    if "steps" in data and "mode" in data:
+        return validation_summary_table(data, path)
+    return []  # the validation's env/tests/sanitizer/kernels files: summary.json carries their headlines
 
 
 def find_files(paths: List[str]) -> List[str]:
@@ -175,6 +234,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="*", help="result JSON files or directories (default benchmarks/results/)")
     parser.add_argument("-o", "--out", help="write the markdown here instead of stdout")
+    parser.add_argument("--readme", help="replace the text between <!-- results:begin --> and <!-- results:end --> here")
     args = parser.parse_args(argv)
     files = find_files(args.paths)
     if not files:
@@ -184,6 +244,17 @@ def main(argv=None) -> int:
     for path in files:
         lines += tables_for(path)
     text = "\n".join(lines).rstrip() + "\n"
+    if args.readme:
+        with open(args.readme) as f:
+            readme = f.read()
+        begin, end = "<!-- results:begin -->", "<!-- results:end -->"
+        if begin not in readme or end not in readme:
+            raise SystemExit(f"make_table.py: {args.readme} lacks the {begin} / {end} markers")
+        head, rest = readme.split(begin, 1)
+        tail = rest.split(end, 1)[1]
+        with open(args.readme, "w") as f:
+            f.write(head + begin + "\n" + text + end + tail)
+        return 0
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)

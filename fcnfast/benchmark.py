@@ -130,7 +130,12 @@ class BenchConfig:
 
 
 def git_commit() -> str:
-    """The commit of the fcnfast checkout (with '-dirty' for local changes), else 'unknown'."""
+    """The commit of the fcnfast checkout (with '-dirty' for local changes), else 'unknown'.
+
+    ``FCNFAST_GIT_COMMIT`` overrides it, for copies of a tree whose .git is absent or stale
+    (the GPU machine gets a copy of the working tree)."""
+    if os.environ.get("FCNFAST_GIT_COMMIT"):
+        return os.environ["FCNFAST_GIT_COMMIT"]
     here = os.path.dirname(os.path.abspath(__file__))
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)

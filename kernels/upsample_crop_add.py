@@ -46,10 +46,13 @@ INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
 def _autotune(configs, key):
-    """``triton.autotune`` when compiling for a GPU; the bare kernel under the interpreter."""
+    """``triton.autotune`` when compiling for a GPU; the bare kernel under the interpreter.
+
+    ``cache_results``: the pick for each key is kept in Triton's cache directory, so a later
+    process on the same machine reuses it instead of benchmarking every configuration again."""
 
     def wrap(fn):
-        return fn if INTERPRETED else triton.autotune(configs=configs, key=key)(fn)
+        return fn if INTERPRETED else triton.autotune(configs=configs, key=key, cache_results=True)(fn)
 
     return wrap
 

@@ -56,6 +56,8 @@ def tests_report(junit: str, log: str, rc: int, mode: str) -> dict:
     try:
         root = ET.parse(junit).getroot()
         counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
+        by_file: dict = {}
+        skip_reasons: dict = {}
         for case in root.iter("testcase"):
             test_id = f"{case.get('classname', '')}::{case.get('name', '')}"
             outcome = "passed"
@@ -67,8 +69,14 @@ def tests_report(junit: str, log: str, rc: int, mode: str) -> dict:
                                      "first_lines": [ln for ln in text.strip().splitlines() if ln.strip()][:8]})
                 elif child.tag == "skipped":
                     outcome = "skipped"
+                    reason = re.sub(r"\d+", "N", (child.get("message") or "")[:120])  # group alike reasons
+                    skip_reasons[reason] = skip_reasons.get(reason, 0) + 1
             counts[outcome] += 1
+            module = case.get("classname", "").split(".")[-1] or "?"
+            by_file.setdefault(module, {"passed": 0, "failed": 0, "errors": 0, "skipped": 0})[outcome] += 1
         report["counts"] = counts
+        report["by_file"] = by_file  # which GPU tests ran, not only how many
+        report["skip_reasons"] = dict(sorted(skip_reasons.items(), key=lambda kv: -kv[1])[:25])
     except (OSError, ET.ParseError):
         report["source"] = "log (no JUnit XML: pytest did not finish)"
         text = _text(log)
@@ -179,7 +187,7 @@ def _headline(step: str, data: Optional[dict]) -> dict:
     return {}
 
 
-def summary(steps_log: str, out: str, mode: str, deadline: float, elapsed: float) -> dict:
+def summary(steps_log: str, out: str, mode: str, deadline: float, elapsed: float, commit: str = "unknown") -> dict:
     steps = []
     for line in _text(steps_log).splitlines():
         if line.strip():
@@ -193,7 +201,7 @@ def summary(steps_log: str, out: str, mode: str, deadline: float, elapsed: float
                 record["file"] = file if os.path.exists(os.path.join(out, file)) else None
                 record["headline"] = _headline(record["step"], _read(os.path.join(out, file)))
             steps.append(record)
-    data = {"mode": mode, "deadline_s": deadline, "elapsed_s": elapsed,
+    data = {"mode": mode, "commit": commit, "deadline_s": deadline, "elapsed_s": elapsed,
             "passed": all(s["status"].startswith(("pass", "skipped")) for s in steps), "steps": steps}
     _write(os.path.join(out, "summary.json"), data)
     return data
@@ -230,6 +238,7 @@ def main(argv=None) -> int:
     m.add_argument("--mode", default="gpu")
     m.add_argument("--deadline", type=float, required=True)
     m.add_argument("--elapsed", type=float, required=True)
+    m.add_argument("--commit", default="unknown")
     b = sub.add_parser("table")
     b.add_argument("--out", required=True)
     args = parser.parse_args(argv)
@@ -243,7 +252,7 @@ def main(argv=None) -> int:
         smoke_bad = report.get("smoke", {}).get("cases_failed")
         return 1 if bad or smoke_bad else 0
     elif args.cmd == "summary":
-        summary(args.steps, args.out, args.mode, args.deadline, args.elapsed)
+        summary(args.steps, args.out, args.mode, args.deadline, args.elapsed, args.commit)
     else:
         print(table(args.out))
     return 0

@@ -3,6 +3,7 @@
 #
 #   OUT=/some/dir bash benchmarks/gpu/validate.sh [--deadline S] [--steps a,b,...] [--dry-run]
 #                                                 [--pytest-args "ARGS"]
+#   (FCNFAST_GIT_COMMIT=<sha> names the commit when the tree's .git is absent or stale)
 #
 # Run from the repository root. Steps, in order (each writes its JSON into $OUT when it ends):
 #   env        env.json             GPU, clocks, versions, imports the later steps need
@@ -26,7 +27,7 @@ DEADLINE=480
 DRY_RUN=0
 PYTEST_ARGS=""  # a test selection for the tests step (a rerun of failures, say); default: the whole suite
 STEPS="env,build,tests,sanitizer,stages,bench,kernels"
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --deadline) DEADLINE="${2:?--deadline needs seconds}"; shift 2 ;;
@@ -60,6 +61,8 @@ T0=$(date +%s)
 export PYTHONUNBUFFERED=1
 export TRITON_CACHE_DIR="${TRITON_CACHE_DIR:-$WORK/triton-cache}"  # shared by every step's processes
 export FCNFAST_CUDA_ARCHS=90
+# The commit the evidence belongs to; set it when the tree is a copy whose .git is absent or stale.
+export FCNFAST_GIT_COMMIT="${FCNFAST_GIT_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
 if [ "$DRY_RUN" = 1 ]; then
   export TRITON_INTERPRET=1 CUDA_VISIBLE_DEVICES=""  # the CPU, even where a GPU happens to exist
   MODE=dry-run
@@ -73,7 +76,7 @@ wanted() { case ",$STEPS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
 summary() {
   "$PY" "$HERE/report.py" summary --steps "$STEPS_LOG" --out "$OUT" --mode "$MODE" --deadline "$DEADLINE" \
-    --elapsed "$(elapsed)" >/dev/null 2>"$WORK/summary.err" || { echo "summary failed:"; cat "$WORK/summary.err"; }
+    --elapsed "$(elapsed)" --commit "$FCNFAST_GIT_COMMIT" >/dev/null 2>"$WORK/summary.err" || { echo "summary failed:"; cat "$WORK/summary.err"; }
 }
 
 record() {  # record NAME STATUS WALL REASON LOG
@@ -216,7 +219,7 @@ step_kernels() {
 export -f step_env step_build step_tests step_sanitizer step_stages step_bench step_kernels log elapsed
 export PY HERE OUT WORK MODE DRY_RUN T0 PYTEST_ARGS
 
-log "mode $MODE, deadline ${DEADLINE} s, steps $STEPS, OUT=$OUT, scratch $WORK"
+log "mode $MODE, commit $FCNFAST_GIT_COMMIT, deadline ${DEADLINE} s, steps $STEPS, OUT=$OUT, scratch $WORK"
 #        name       max_s min_s   (the maxima fit the default deadline when steps run to their usual length)
 run_step env           30    10 bash -c step_env
 run_step build        150    60 bash -c step_build
