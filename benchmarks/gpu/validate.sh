@@ -107,6 +107,8 @@ run_step() {
     record "$name" skipped 0 "deadline: $left s left of ${DEADLINE} s, the step needs at least $min_s s" ""
     return 0
   fi
+  # the dry run's interpreter is slow on a busy CPU: give its steps room (the deadline still holds)
+  [ "$DRY_RUN" = 1 ] && max_s=$(( 3 * max_s ))
   local limit=$(( max_s < left ? max_s : left ))
   log "$name: start (time limit $limit s)"
   local start; start=$(date +%s)
