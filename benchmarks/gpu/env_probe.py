@@ -20,8 +20,11 @@ from typing import List, Optional
 NEEDED = {
     "torch": "everything", "triton": "the triton backend", "numpy": "reports", "PIL": "fcnfast.data",
     "tqdm": "progress bars", "matplotlib": "bench.png", "pytest": "tests", "pytest_benchmark": "tests",
-    "hypothesis": "fuzz tests", "pybind11": "the build", "ninja": "the build", "setuptools": "the build",
+    "hypothesis": "fuzz tests",
 }
+# The GPU run builds with --no-build-isolation, so the build's own requirements must be
+# importable there; the dry run keeps the installed build and does not need them.
+BUILD = {"pybind11": "the build", "ninja": "the build", "setuptools": "the build"}
 OPTIONAL = {"xdist": "parallel tests (pytest -n)"}
 SMI_FIELDS = ("name,memory.total,driver_version,clocks.sm,clocks.max.sm,clocks.mem,clocks.max.mem,"
               "power.draw,power.limit,temperature.gpu,utilization.gpu,persistence_mode")
@@ -37,15 +40,16 @@ def _run(cmd: List[str]) -> Optional[str]:
         return f"failed: {exc}"
 
 
-def _imports() -> dict:
+def _imports(mode: str) -> dict:
+    required = {**NEEDED, **(BUILD if mode == "gpu" else {})}
     result = {}
-    for name, why in {**NEEDED, **OPTIONAL}.items():
+    for name, why in {**NEEDED, **BUILD, **OPTIONAL}.items():
         try:
             module = importlib.import_module(name)
             result[name] = {"ok": True, "version": getattr(module, "__version__", "?"), "for": why}
         except Exception as exc:  # noqa: BLE001 - any failure to import is the finding
             result[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "for": why,
-                            "required": name in NEEDED}
+                            "required": name in required}
     return result
 
 
@@ -69,7 +73,7 @@ def probe(mode: str) -> dict:
         "platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
         "torch_cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
         "nvcc": _run(["nvcc", "--version"]), "compute_sanitizer": _run(["compute-sanitizer", "--version"]),
-        "imports": _imports(),
+        "imports": _imports(mode),
     }
     info["nvcc"] = info["nvcc"].splitlines()[-1] if info["nvcc"] else None
     if info["compute_sanitizer"]:
