@@ -10,6 +10,25 @@ import torch
 from fcnfast.checkpoints import atomic_write_text, read_checkpoint, remove_stale_temp_files, save_checkpoint
 
 
+def test_save_checkpoint_is_atomic_and_links_best(tmp_path, monkeypatch):
+    monkeypatch.setenv("FCNFAST_CHECKPOINT_FSYNC", "1")
+    path, best = tmp_path / "checkpoint.pth", tmp_path / "best.pth"
+    save_checkpoint({"iteration": 1, "w": torch.ones(3)}, path, best)
+    assert torch.load(best, weights_only=True)["iteration"] == 1
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        save_checkpoint({"iteration": 2, "bad": Unpicklable()}, path)
+    assert torch.load(path, weights_only=True)["iteration"] == 1  # old file intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pth", "checkpoint.pth"]  # no temp files
+    save_checkpoint({"iteration": 3}, path)
+    assert torch.load(path, weights_only=True)["iteration"] == 3
+    assert torch.load(best, weights_only=True)["iteration"] == 1  # replacing one link leaves the other
+
+
 @pytest.mark.parametrize("switch, want_fsync", [("0", False), ("1", True)])
 def test_every_atomic_write_honours_the_fsync_switch(tmp_path, monkeypatch, switch, want_fsync):
     monkeypatch.setenv("FCNFAST_CHECKPOINT_FSYNC", switch)

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from fcnfast.data import voc_colormap
 from fcnfast.images import save_label_png, shrink_to
+
+
+def test_save_prediction_writes_a_voc_palette_png(tmp_path):
+    label = np.array([[0, 1, 2], [255, 20, 0]], dtype=np.int64)
+    save_label_png(tmp_path / "p.png", torch.from_numpy(label))
+    with Image.open(tmp_path / "p.png") as im:
+        assert im.mode == "P" and np.array_equal(np.asarray(im), label)
+        assert np.array_equal(np.asarray(im.convert("RGB"))[0, 1], voc_colormap()[1])
 
 
 def test_labels_beyond_the_palette_keep_their_values(tmp_path):
