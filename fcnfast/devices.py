@@ -16,7 +16,8 @@ __all__ = ["DEVICE_CHOICES", "resolve_device"]
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 
 
-def resolve_device(requested: Union[str, torch.device, None] = "auto", local_rank: Optional[int] = None) -> torch.device:
+def resolve_device(requested: Union[str, torch.device, None] = "auto",
+                   local_rank: Optional[int] = None) -> torch.device:
     """The ``torch.device`` for ``requested``.
 
     - ``"auto"`` (or None, ""): CUDA when torch sees a GPU, else the CPU.

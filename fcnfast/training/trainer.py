@@ -226,7 +226,8 @@ class Trainer:
         )
         return improved
 
-    def _log_row(self, iteration: int, lr: float, rate: float, metrics: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    def _log_row(self, iteration: int, lr: float, rate: float,
+                 metrics: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
         """The log row due after ``iteration`` (None if none is): loss averaged since the last row."""
         cfg, P = self.config, self.progress
         if metrics is None and iteration % cfg.log_every != 0 and iteration != cfg.iterations:
