@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from .backends import check_backend_name, resolve_backend
 from .models.fcn import FCN8s, FCN8sAtOnce, FCN16s, FCN32s, _FCNBase
 from .ops import is_channel_diagonal
+from .wrappers import unwrap_model
 
 __all__ = ["optimize", "OptimizedFCN", "detect_variant"]
 
@@ -72,16 +73,10 @@ _LAYOUT: Dict[Type[_FCNBase], Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    """Strip OptimizedFCN, torch.compile's OptimizedModule and DataParallel/DDP wrappers."""
-    for _ in range(8):
-        if isinstance(model, OptimizedFCN):
-            model = model.model
-        elif hasattr(model, "_orig_mod") and isinstance(getattr(model, "_orig_mod"), nn.Module):
-            model = model._orig_mod
-        elif isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-            model = model.module
-        else:
-            break
+    """Strip OptimizedFCN and the torch wrappers (torch.compile, DataParallel/DDP)."""
+    model = unwrap_model(model)
+    while isinstance(model, OptimizedFCN):
+        model = unwrap_model(model.model)
     return model
 
 

@@ -150,7 +150,7 @@ def test_train_on_cuda_lowers_the_loss(toy, tmp_path, amp):
 # ----------------------------------------------------------------------------------------------
 
 
-def test_killed_run_resumes_with_identical_losses(toy, base_run, tmp_path):
+def test_killed_run_resumes_with_identical_losses(toy, base_run, tmp_path, monkeypatch):
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "fcnfast", *run_args(toy, out)]
     proc = subprocess.Popen(cmd, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -169,16 +169,28 @@ def test_killed_run_resumes_with_identical_losses(toy, base_run, tmp_path):
             proc.kill()
             proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    assert T.read_checkpoint(out / "checkpoint.pth")["iteration"] == 2
+    killed = T.read_checkpoint(out / "checkpoint.pth")
+    assert killed["iteration"] == 2
 
-    # Everything not given again comes from the checkpoint's config.
+    # Everything not given again comes from the checkpoint's config; the checkpoint is read once.
+    import fcnfast.training.run_checkpoint as run_checkpoint
+
+    reads = []
+    real_read = run_checkpoint.read_checkpoint
+    monkeypatch.setattr(run_checkpoint, "read_checkpoint", lambda *a, **k: reads.append(a) or real_read(*a, **k))
     assert main(["train", "--data", str(toy), "--out", str(out), "--resume", "--quiet", "--num-workers", "0"]) == 0
-    assert T.read_checkpoint(out / "checkpoint.pth")["iteration"] == ITERATIONS
+    assert len(reads) == 1, reads
+    final = T.read_checkpoint(out / "checkpoint.pth")
+    assert final["iteration"] == ITERATIONS
     got, want = losses(out), losses(base_run)
     assert [i for i, _ in got] == [1, 2, 3, 4]
     np.testing.assert_allclose([l for _, l in got], [l for _, l in want], rtol=1e-6, atol=0)
     assert_states_close(load_state(out / "checkpoint.pth"), load_state(base_run / "checkpoint.pth"), rtol=1e-6, atol=1e-9)
     assert not list(out.glob(".*.tmp"))
+    # elapsed_s continues from the checkpoint's training time instead of restarting at 0.
+    elapsed = [r["elapsed_s"] for r in T.read_log(out)]
+    assert elapsed[1] == pytest.approx(killed["elapsed_s"], abs=1e-3)
+    assert elapsed[1] < elapsed[2] < elapsed[3] <= final["elapsed_s"] + 1e-3, elapsed
 
 
 # ----------------------------------------------------------------------------------------------
@@ -359,33 +371,15 @@ def test_batch_sampler_ranks_partition_the_global_batch_and_resume_mid_epoch():
 
 def test_augmentation_depends_only_on_sample_position(toy):
     from fcnfast.data import RandomFlipScale, VOCSegmentation
+    from fcnfast.training.sampling import TrainSamples
 
-    ds = T._TrainSamples(VOCSegmentation(toy, "train", num_classes=NUM_CLASSES), RandomFlipScale(scales=(0.5, 1.5)), seed=1)
+    ds = TrainSamples(VOCSegmentation(toy, "train", num_classes=NUM_CLASSES), RandomFlipScale(scales=(0.5, 1.5)), seed=1)
     a = [ds[(i % 4, i)] for i in range(6)]
     torch.manual_seed(123)  # global RNG state must not matter
     b = [ds[(i % 4, i)] for i in reversed(range(6))][::-1]
     for (ia, la), (ib, lb) in zip(a, b):
         assert torch.equal(ia, ib) and torch.equal(la, lb)
     assert len({tuple(x[1].shape) for x in a}) > 1  # it does rescale
-
-
-def test_save_checkpoint_is_atomic_and_links_best(tmp_path, monkeypatch):
-    monkeypatch.setenv("FCNFAST_CHECKPOINT_FSYNC", "1")
-    path, best = tmp_path / "checkpoint.pth", tmp_path / "best.pth"
-    T.save_checkpoint({"iteration": 1, "w": torch.ones(3)}, path, best)
-    assert torch.load(best, weights_only=True)["iteration"] == 1
-
-    class Unpicklable:
-        def __reduce__(self):
-            raise RuntimeError("boom")
-
-    with pytest.raises(RuntimeError, match="boom"):
-        T.save_checkpoint({"iteration": 2, "bad": Unpicklable()}, path)
-    assert torch.load(path, weights_only=True)["iteration"] == 1  # old file intact
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pth", "checkpoint.pth"]  # no temp files
-    T.save_checkpoint({"iteration": 3}, path)
-    assert torch.load(path, weights_only=True)["iteration"] == 3
-    assert torch.load(best, weights_only=True)["iteration"] == 1  # replacing one link leaves the other
 
 
 def test_heads_run_in_float32_under_autocast():
@@ -399,14 +393,6 @@ def test_heads_run_in_float32_under_autocast():
     assert y.dtype == torch.float32
     expected = fcnfast.upsample_crop_add(x.float(), head.weight, 2, skip=skip.float(), skip_offset=5, backend="reference")
     torch.testing.assert_close(y, expected)
-
-
-def test_save_prediction_writes_a_voc_palette_png(tmp_path):
-    label = np.array([[0, 1, 2], [255, 20, 0]], dtype=np.int64)
-    T.save_prediction(tmp_path / "p.png", torch.from_numpy(label))
-    with Image.open(tmp_path / "p.png") as im:
-        assert im.mode == "P" and np.array_equal(np.asarray(im), label)
-        assert np.array_equal(np.asarray(im.convert("RGB"))[0, 1], voc_colormap()[1])
 
 
 @pytest.mark.parametrize("normalization", ["pixel", "image", "none"])

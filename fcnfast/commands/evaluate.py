@@ -43,7 +43,7 @@ def _pct(value: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fcnfast.training import TrainingError, _json_safe, evaluate_checkpoint
+    from fcnfast.evaluation import EvaluationError, evaluate_checkpoint, json_safe
 
     backend = None if args.backend in (None, "auto") else args.backend
     try:
@@ -52,13 +52,13 @@ def run(args: argparse.Namespace) -> int:
             predictions_dir=args.predictions, backend=backend, device=args.device, amp=args.amp,
             num_workers=args.num_workers, progress=not args.quiet and sys.stderr.isatty(),
         )
-    except TrainingError as exc:
+    except EvaluationError as exc:
         print(f"fcnfast evaluate: error: {exc}", file=sys.stderr)
         return 2
     if args.json:
         out = {k: m[k] for k in ("arch", "num_classes", "images", "pixels", "pixel_acc", "mean_acc", "mean_iu", "fw_iu")}
         out["iu"] = dict(zip(m["class_names"], m["iu"]))
-        print(json.dumps(_json_safe(out), indent=2))
+        print(json.dumps(json_safe(out), indent=2))
         return 0
     print(f"{m['arch']} on {args.data} [{args.split}]: {m['images']} images, {m['pixels']} labelled pixels")
     for key, label in (("pixel_acc", "pixel acc"), ("mean_acc", "mean acc"), ("mean_iu", "mean IU"), ("fw_iu", "fwIU")):

@@ -68,52 +68,6 @@ def _load_images(args):
     return images, f"{len(images)} image(s)"
 
 
-def _shrink(rgb, max_side):
-    import numpy as np
-    from PIL import Image
-
-    h, w = rgb.shape[:2]
-    if not max_side or max(h, w) <= max_side:
-        return rgb
-    scale = max_side / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
-
-
-def _label_png(label, path):
-    import numpy as np
-    from PIL import Image
-
-    from fcnfast.data import voc_colormap
-
-    if label.max(initial=0) > 255:
-        Image.fromarray(label.astype(np.uint16)).save(path)  # more classes than a palette holds
-        return
-    img = Image.fromarray(label.astype(np.uint8), mode="P")
-    img.putpalette(voc_colormap(256).reshape(-1).tolist())
-    img.save(path)
-
-
-def _overlay(rgb, label, class_names):
-    """imgviz.label2rgb with a legend; a plain alpha blend if imgviz is missing."""
-    import numpy as np
-
-    try:
-        import imgviz
-    except ImportError:
-        from fcnfast.data import voc_colormap
-
-        colours = voc_colormap(256)[label % 256].astype(np.float32)
-        return np.clip(0.5 * rgb.astype(np.float32) + 0.5 * colours, 0, 255).astype(np.uint8), False
-    font_size = max(10, min(rgb.shape[:2]) // 20)
-    names = {i: name for i, name in enumerate(class_names)}
-    try:
-        return imgviz.label2rgb(label.astype(np.int32), image=rgb, label_names=names, font_size=font_size,
-                                loc="rb"), True
-    except Exception:  # a font problem must not lose the overlay
-        return imgviz.label2rgb(label.astype(np.int32), image=rgb), False
-
-
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -121,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
 
     from fcnfast.backends import check_backend_name
     from fcnfast.data import class_names_for, preprocess
+    from fcnfast.devices import resolve_device
+    from fcnfast.images import overlay_labels, save_label_png, shrink_to
     from fcnfast.models import build_model, load_weights
     from fcnfast.models.init import random_init_
     from fcnfast.optimize import optimize
@@ -129,14 +85,10 @@ def run(args: argparse.Namespace) -> int:
         return _error(f"--max-side must be >= 1, got {args.max_side}")
     try:
         check_backend_name(args.backend)
+        device = resolve_device(args.device)
         images, what = _load_images(args)
     except (FileNotFoundError, ValueError) as exc:
         return _error(str(exc))
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        return _error("--device cuda was requested but torch sees no CUDA device")
 
     try:
         model = build_model(args.model, num_classes=args.num_classes)
@@ -162,14 +114,14 @@ def run(args: argparse.Namespace) -> int:
     class_names = class_names_for(args.num_classes)
     print(f"segmenting {what} with {type(fast.model).__name__} on {device} -> {out_dir}/")
     for stem, rgb in images:
-        rgb = _shrink(np.ascontiguousarray(rgb), args.max_side)
+        rgb = shrink_to(np.ascontiguousarray(rgb), args.max_side)
         x = preprocess(rgb)[None].to(device)
         with torch.inference_mode():
             label = fast(x).argmax(1)[0].cpu().numpy()
         label_path = out_dir / f"{stem}_label.png"
         overlay_path = out_dir / f"{stem}_overlay.png"
-        _label_png(label, label_path)
-        overlay, legend = _overlay(rgb, label, class_names)
+        save_label_png(label_path, label)
+        overlay, legend = overlay_labels(rgb, label, class_names)
         Image.fromarray(overlay).save(overlay_path)
         ids, counts = np.unique(label, return_counts=True)
         order = np.argsort(-counts)

@@ -82,17 +82,13 @@ _FIELDS = (
 
 
 def run(args: argparse.Namespace) -> int:
-    from fcnfast.training import TrainConfig, TrainingError, resume_config, train
+    from fcnfast.training import TrainConfig, TrainingError, resume, train
 
     explicit = {name: getattr(args, name) for name in _FIELDS if getattr(args, name) is not None}
     explicit.update(data=args.data, out=args.out, quiet=args.quiet)
     explicit.setdefault("device", "auto")
     try:
-        if args.resume:
-            config = resume_config(args.out, explicit)
-        else:
-            config = TrainConfig(**explicit)
-        summary = train(config)
+        summary = resume(args.out, explicit) if args.resume else train(TrainConfig(**explicit))
     except TrainingError as exc:
         print(f"fcnfast train: error: {exc}", file=sys.stderr)
         return 2
@@ -100,14 +96,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"fcnfast train: interrupted; continue with --resume (from the last checkpoint in {args.out})",
               file=sys.stderr)
         return 130
-    if summary.get("world_size", 1) > 1 and _rank() != 0:
+    if summary["world_size"] > 1 and _rank() != 0:
         return 0
-    if not config.quiet:
+    if not args.quiet:
         best = summary["best_mean_iu"]
         best_text = f"best mean IU {100 * best:.2f} at iteration {summary['best_iteration']}" if best is not None else "no validation"
         print(f"done: iteration {summary['iteration']} ({summary['global_batch']} images per step on "
               f"{summary['world_size']} process(es), {summary['device']}); {best_text}; "
-              f"checkpoint {config.out}/checkpoint.pth")
+              f"checkpoint {summary['out']}/checkpoint.pth")
     return 0
 
 

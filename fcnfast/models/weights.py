@@ -9,6 +9,7 @@ from typing import Dict, Union
 import torch
 from torch import Tensor, nn
 
+from ..checkpoints import read_checkpoint
 from .fcn import CONV_NAMES
 
 StateDictSource = Union[str, os.PathLike, Mapping]
@@ -18,18 +19,10 @@ VGG16_FEATURE_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 
 
 def read_state_dict(source: StateDictSource) -> Dict[str, Tensor]:
-    """A state dict from a path (``torch.load(weights_only=True)``) or a mapping, unwrapped."""
+    """A state dict from a path or a mapping, unwrapped. A path is read by
+    :func:`fcnfast.checkpoints.read_checkpoint` (FileNotFoundError / ValueError naming the file)."""
     if isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"checkpoint not found: {path}")
-        try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ValueError(f"could not read checkpoint {path}: {type(exc).__name__}: {exc}") from exc
-        if not isinstance(loaded, Mapping):
-            raise ValueError(f"checkpoint {path} holds a {type(loaded).__name__}, not a state dict")
-        return unwrap_state_dict(loaded)
+        return unwrap_state_dict(read_checkpoint(source, mmap=False))
     if isinstance(source, Mapping):
         return unwrap_state_dict(source)
     raise TypeError(f"expected a path or a state dict, got {type(source).__name__}")
