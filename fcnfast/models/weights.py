@@ -9,7 +9,7 @@ from typing import Dict, Union
 import torch
 from torch import Tensor, nn
 
-from .fcn import CONV_NAMES
+from .layout import CONV_NAMES
 
 StateDictSource = Union[str, os.PathLike, Mapping]
 
