@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import fcnfast
+from fcnfast.cli import build_parser
 from fcnfast.models import (
     DEFAULT_MODEL, MODEL_NAMES, MODELS, FCN8s, FCN8sAtOnce, FCN16s, FCN32s, build_model, canonical_model_name,
     lookup_model_name, model_class, model_name_of,
@@ -76,3 +77,15 @@ def test_at_once_pairs():
     assert at_once_pair(LAYOUTS["fcn16s"]) is None and at_once_pair(LAYOUTS["fcn32s"]) is None
     assert LAYOUTS["fcn8s-atonce"].pool_scales == AT_ONCE_SCALES
 
+
+def _model_option(command):
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    return next(a for a in sub.choices[command]._actions if a.dest == "model")
+
+
+def test_cli_model_choices_come_from_the_registry():
+    for command in ("train", "evaluate"):
+        assert tuple(_model_option(command).choices) == MODEL_NAMES
+    for command in ("bench", "segment"):  # free text, checked by the registry (any accepted spelling)
+        option = _model_option(command)
+        assert option.default == DEFAULT_MODEL and all(name in option.help for name in MODEL_NAMES)
