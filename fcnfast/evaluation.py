@@ -22,7 +22,7 @@ from .data import VOCSegmentation, class_names_for, pad_collate
 from .devices import resolve_device
 from .images import save_label_png
 from .metrics import ConfusionMatrix
-from .models import MODELS, build_model, load_weights
+from .models import DEFAULT_MODEL, build_model, canonical_model_name, load_weights, lookup_model_name
 from .wrappers import unwrap_model
 
 __all__ = [
@@ -179,16 +179,6 @@ def evaluate(
 # ----------------------------------------------------------------------------------------------
 
 
-def _canonical_arch(arch: Any) -> Optional[str]:
-    """A checkpoint's ``arch`` as a model name: fcnfast's ("fcn8s-atonce") or pytorch-fcn's
-    class name ("FCN8sAtOnce"); None when absent or not an FCN."""
-    if not isinstance(arch, str):
-        return None
-    name = arch.lower().replace("_", "-")
-    name = {"fcn8satonce": "fcn8s-atonce"}.get(name, name)
-    return name if name in MODELS else None
-
-
 def _infer_num_classes(state: Mapping[str, Any]) -> Optional[int]:
     for key in ("score_fr.weight", "module.score_fr.weight"):
         if key in state and isinstance(state[key], Tensor):
@@ -226,10 +216,12 @@ def evaluate_checkpoint(
     except (FileNotFoundError, ValueError) as exc:
         raise EvaluationError(str(exc)) from exc
     state = ckpt.get("model_state_dict", ckpt)
-    arch = _canonical_arch(ckpt.get("arch"))
-    name = (model or arch or "fcn8s").lower().replace("_", "-")
-    if name not in MODELS:
-        raise EvaluationError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    arch = ckpt.get("arch")
+    arch = lookup_model_name(arch) if isinstance(arch, str) else None  # fcnfast's or pytorch-fcn's name
+    try:
+        name = canonical_model_name(model or arch or DEFAULT_MODEL)
+    except ValueError as exc:
+        raise EvaluationError(str(exc)) from None
     if model is not None and arch is not None and name != arch:
         raise EvaluationError(f"checkpoint {checkpoint} was trained as {arch}, not {name} "
                               f"(drop --model or pass --model {arch})")

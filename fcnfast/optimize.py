@@ -19,8 +19,12 @@ What it does, once, without calling the given model's forward:
    ``depthwise`` explicitly: no detection at call time, nothing data-dependent in the graph.
 4. Optionally converts the weights to float16 / bfloat16 (the fused heads accumulate in fp32)
    and the VGG convolutions to channels_last (the input is converted inside ``forward``).
-5. On CUDA: turns on ``torch.backends.cudnn.benchmark`` and, with ``cuda_graph=True``, captures
-   one CUDA graph per input (shape, dtype, device) and replays it.
+5. On CUDA: turns on ``torch.backends.cudnn.benchmark``; with ``cuda_graph=True`` the returned
+   :class:`~fcnfast.optimized_fcn.OptimizedFCN` captures one CUDA graph per input (shape, dtype,
+   device) and replays it.
+
+Which variant a module is, and the geometry a foreign module must have, come from
+:mod:`fcnfast.models.layout` through the model registry.
 
 The result is an inference module: it is in eval mode (dropout is a no-op) and stays there, its
 parameters do not require grad, and ``forward`` runs under ``torch.no_grad()``; call it under
@@ -32,39 +36,25 @@ nothing below it imports it.
 from __future__ import annotations
 
 import warnings
-from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple, Type
 
 import torch
 from torch import Tensor, nn
 
 from .backends import check_backend_name, resolve_backend
-from .models.fcn import FCN8s, FCN8sAtOnce, FCN16s, FCN32s, _FCNBase
+from .models.fcn import _FCNBase
+from .models.layout import (
+    LAYOUTS, POOL_KERNEL, POOL_STRIDE, SCALED_POOLS, VGG16_BLOCKS, ModelLayout, at_once_pair, pool_scale_attr,
+)
+from .models.registry import MODELS, model_name_of
 from .ops import is_channel_diagonal
+from .optimized_fcn import FLOAT_DTYPES, OptimizedFCN
 from .wrappers import unwrap_model
 
 __all__ = ["optimize", "OptimizedFCN", "detect_variant"]
 
-# ConvTranspose2d geometry of every FCN upsampling layer: name -> (kernel, stride).
-HEAD_GEOMETRY: Dict[str, Tuple[int, int]] = {
-    "upscore": (64, 32),
-    "upscore2": (4, 2),
-    "upscore16": (32, 16),
-    "upscore_pool4": (4, 2),
-    "upscore8": (16, 8),
-}
-AT_ONCE_SCALES = (0.01, 0.0001)
-FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-_BACKBONE = tuple(f"conv{b}_{i}" for b, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3)) for i in range(1, n + 1))
-_BACKBONE += ("fc6", "fc7", "score_fr")
-
-# variant class -> (score layers besides score_fr, head layers), in forward order.
-_LAYOUT: Dict[Type[_FCNBase], Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
-    FCN32s: ((), ("upscore",)),
-    FCN16s: (("score_pool4",), ("upscore2", "upscore16")),
-    FCN8s: (("score_pool4", "score_pool3"), ("upscore2", "upscore_pool4", "upscore8")),
-    FCN8sAtOnce: (("score_pool4", "score_pool3"), ("upscore2", "upscore_pool4", "upscore8")),
-}
+# Variants without at-once scales, most heads first: a foreign module is the first whose heads it has.
+_PLAIN_BY_HEADS = sorted((lay for lay in LAYOUTS.values() if not lay.at_once), key=lambda lay: -len(lay.heads))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,51 +76,57 @@ def detect_variant(model: nn.Module, at_once: Optional[bool] = None) -> Tuple[Ty
     The variant comes from the attributes (``upscore8`` -> FCN-8s, ``upscore16`` -> FCN-16s,
     ``upscore`` -> FCN-32s). At-once: ``at_once=None`` uses an fcnfast model's own
     ``pool4_scale``/``pool3_scale`` or, for other modules, whether the class name contains
-    'AtOnce'; True forces (0.01, 0.0001), False (1, 1).
+    'AtOnce'; True forces (0.01, 0.0001), False (1, 1). A pool the variant does not score has
+    scale 1.
     """
     model = _unwrap(model)
-    if isinstance(model, _FCNBase):
-        cls = next(c for c in (FCN8sAtOnce, FCN8s, FCN16s, FCN32s) if isinstance(model, c))
-        scales = (float(model.pool4_scale), float(model.pool3_scale))
+    name = model_name_of(model)
+    if name is not None:
+        layout = LAYOUTS[name]
+        scales = tuple(float(getattr(model, pool_scale_attr(pool))) for pool in SCALED_POOLS)
     else:
-        names = set(dict(model.named_children()))
-        if {"upscore2", "upscore_pool4", "upscore8"} <= names:
-            cls = FCN8s
-        elif {"upscore2", "upscore16"} <= names:
-            cls = FCN16s
-        elif "upscore" in names:
-            cls = FCN32s
-        else:
-            raise ValueError(
-                f"cannot tell which FCN {type(model).__name__} is: it has none of the upsampling layers "
-                f"upscore8 + upscore_pool4 + upscore2 (FCN-8s), upscore16 + upscore2 (FCN-16s) or "
-                f"upscore (FCN-32s); optimize() takes fcnfast models and pytorch-fcn style FCNs"
-            )
-        if cls is FCN8s and "AtOnce" in type(model).__name__:
-            cls = FCN8sAtOnce
-        scales = AT_ONCE_SCALES if cls is FCN8sAtOnce else (1.0, 1.0)
+        layout = _foreign_layout(model)
+        pair = at_once_pair(layout)
+        if pair is not None and "AtOnce" in type(model).__name__:
+            layout = pair[1]
+        scales = layout.pool_scales
     if at_once is not None:
         if not isinstance(at_once, bool):
             raise TypeError(f"at_once must be None, True or False, got {at_once!r}")
-        if at_once and not issubclass(cls, FCN8s):
-            raise ValueError(f"at_once=True applies to FCN-8s only; {type(model).__name__} is {cls.__name__}")
-        if issubclass(cls, FCN8s):
-            cls = FCN8sAtOnce if at_once else FCN8s
-            scales = AT_ONCE_SCALES if at_once else (1.0, 1.0)
-    if not issubclass(cls, FCN8s):
-        scales = (1.0, 1.0)
-    return cls, scales
+        pair = at_once_pair(layout)
+        if at_once and pair is None:
+            with_at_once = " and ".join(lay.title for lay in _PLAIN_BY_HEADS if at_once_pair(lay) is not None)
+            raise ValueError(f"at_once=True applies to {with_at_once} only; {type(model).__name__} is "
+                             f"{MODELS[layout.name].__name__}")
+        if pair is not None:
+            layout = pair[1] if at_once else pair[0]
+            scales = layout.pool_scales
+    scored = {stage.skip_pool for stage in layout.skip_stages}
+    scales = tuple(scale if pool in scored else 1.0 for pool, scale in zip(SCALED_POOLS, scales))
+    return MODELS[layout.name], scales
+
+
+def _foreign_layout(model: nn.Module) -> ModelLayout:
+    """The plain layout whose upsampling layers a non-fcnfast module holds (the most heads wins)."""
+    names = set(dict(model.named_children()))
+    for layout in _PLAIN_BY_HEADS:
+        if set(layout.head_names) <= names:
+            return layout
+    options = [f"{' + '.join(reversed(lay.head_names))} ({lay.title})" for lay in _PLAIN_BY_HEADS]
+    raise ValueError(
+        f"cannot tell which FCN {type(model).__name__} is: it has none of the upsampling layers "
+        f"{', '.join(options[:-1])} or {options[-1]}; optimize() takes fcnfast models and pytorch-fcn style FCNs"
+    )
 
 
 def _describe(m: nn.Module) -> str:
     return f"{type(m).__name__}({m.extra_repr()})"
 
 
-def _check_foreign_layout(model: nn.Module, target: _FCNBase, cls: Type[_FCNBase], num_classes: int) -> None:
+def _check_foreign_layout(model: nn.Module, target: _FCNBase, num_classes: int) -> None:
     """Every layer a pytorch-fcn style module holds must have the Caffe geometry of ``target``."""
-    score_names, head_names = _LAYOUT[cls]
     problems: List[str] = []
-    for name in _BACKBONE + score_names:
+    for name in target.layout.conv_layers:
         src, ref = getattr(model, name, None), getattr(target, name)
         if not isinstance(src, nn.Conv2d):
             problems.append(f"{name} is {'missing' if src is None else type(src).__name__}, expected nn.Conv2d")
@@ -141,22 +137,23 @@ def _check_foreign_layout(model: nn.Module, target: _FCNBase, cls: Type[_FCNBase
             problems.append(f"{name} is {_describe(src)}, expected {_describe(ref)}")
         if src.bias is None:
             problems.append(f"{name} has no bias (every Caffe FCN conv has one)")
-    for block in range(1, 6):
+    for block in range(1, len(VGG16_BLOCKS) + 1):
         pool = getattr(model, f"pool{block}", None)
         if pool is None:
             continue  # a functional pool in forward cannot be checked; the weights still are
         ok = (
             isinstance(pool, nn.MaxPool2d)
-            and torch.nn.modules.utils._pair(pool.kernel_size) == (2, 2)
-            and torch.nn.modules.utils._pair(pool.stride) == (2, 2)
+            and torch.nn.modules.utils._pair(pool.kernel_size) == (POOL_KERNEL,) * 2
+            and torch.nn.modules.utils._pair(pool.stride) == (POOL_STRIDE,) * 2
             and torch.nn.modules.utils._pair(pool.padding) == (0, 0)
             and pool.ceil_mode
         )
         if not ok:
-            problems.append(f"pool{block} is {_describe(pool)}, expected MaxPool2d(2, stride=2, ceil_mode=True)")
-    for name in head_names:
+            problems.append(f"pool{block} is {_describe(pool)}, expected "
+                            f"MaxPool2d({POOL_KERNEL}, stride={POOL_STRIDE}, ceil_mode=True)")
+    for stage in target.layout.heads:
+        name, k, s = stage.name, stage.kernel, stage.stride
         src = getattr(model, name)
-        k, s = HEAD_GEOMETRY[name]
         if not isinstance(src, nn.ConvTranspose2d):
             problems.append(f"{name} is {type(src).__name__}, expected nn.ConvTranspose2d")
             continue
@@ -170,7 +167,8 @@ def _check_foreign_layout(model: nn.Module, target: _FCNBase, cls: Type[_FCNBase
             )
     if problems:
         raise ValueError(
-            f"{type(model).__name__} is not laid out like a Caffe/pytorch-fcn {cls.__name__}: " + "; ".join(problems)
+            f"{type(model).__name__} is not laid out like a Caffe/pytorch-fcn {type(target).__name__}: "
+            + "; ".join(problems)
         )
 
 
@@ -203,192 +201,6 @@ def _folds_exactly(weight: Tensor, scale: float, dtype: torch.dtype) -> bool:
     if nonzero.numel() == 0:
         return True
     return float(nonzero.min()) * scale >= torch.finfo(dtype).tiny
-
-
-# ---------------------------------------------------------------------------------------------
-# The optimized module
-# ---------------------------------------------------------------------------------------------
-
-
-class OptimizedFCN(nn.Module):
-    """An inference-only FCN built by :func:`optimize`; ``.model`` is the fcnfast model it runs.
-
-    ``forward(x)`` takes a preprocessed (N, 3, H, W) float batch (see ``fcnfast.data.preprocess``)
-    on the model's device and returns (N, num_classes, H, W) scores in ``x``'s dtype. The input
-    is converted to the model's dtype and memory format inside. With ``cuda_graph`` the first call
-    per (shape, dtype, device) captures a CUDA graph (3 warm-up runs + capture); later calls copy
-    the input into the graph's static buffer and replay it. The output is a fresh tensor
-    (``clone_output=True``) unless you ask for the static buffer, which the next call overwrites.
-    """
-
-    def __init__(
-        self,
-        model: _FCNBase,
-        *,
-        channels_last: bool,
-        cuda_graph: bool,
-        clone_output: bool = True,
-        max_graphs: int = 8,
-        notes: Tuple[str, ...] = (),
-    ) -> None:
-        super().__init__()
-        self.model = model
-        self.channels_last = bool(channels_last)
-        self.cuda_graph = bool(cuda_graph)
-        self.clone_output = bool(clone_output)
-        self.max_graphs = int(max_graphs)
-        self.notes = tuple(notes)
-        self._graphs: "OrderedDict[tuple, Tuple[Tensor, Tensor, object]]" = OrderedDict()
-        self._graph_failed: Optional[str] = None
-        self._cudnn_benchmark_set = False
-        super().train(False)
-
-    # -- mode and device handling ---------------------------------------------------------------
-
-    def train(self, mode: bool = True) -> "OptimizedFCN":
-        """Stays in eval mode: this is an inference module (train the original model instead)."""
-        if mode:
-            warnings.warn(
-                "OptimizedFCN is an inference module and stays in eval mode; train the original model "
-                "and call fcnfast.optimize() again", UserWarning, stacklevel=2,
-            )
-        return super().train(False)
-
-    def _apply(self, fn, recurse=True):
-        # .to()/.cuda()/.half() move or replace the parameters a captured graph points at.
-        self.reset_graphs()
-        return super()._apply(fn, recurse)
-
-    def reset_graphs(self) -> None:
-        """Forget every captured CUDA graph (they are re-captured on the next call)."""
-        self._graphs.clear()
-
-    @property
-    def num_classes(self) -> int:
-        return self.model.num_classes
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The dtype the network computes in (inputs are converted to it)."""
-        return self.model.score_fr.weight.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.score_fr.weight.device
-
-    # -- forward --------------------------------------------------------------------------------
-
-    def _check_input(self, x: Tensor) -> None:
-        if not isinstance(x, Tensor):
-            raise TypeError(f"OptimizedFCN expects a torch.Tensor image batch, got {type(x).__name__}")
-        if x.dim() != 4:
-            hint = "; add a batch dimension with x[None]" if x.dim() == 3 else ""
-            raise ValueError(f"OptimizedFCN expects a (N, 3, H, W) image batch, got shape {tuple(x.shape)}{hint}")
-        if x.shape[1] != 3:
-            raise ValueError(
-                f"OptimizedFCN expects 3 input channels (BGR minus mean, see fcnfast.data.preprocess), "
-                f"got shape {tuple(x.shape)}"
-            )
-        if x.shape[2] < 1 or x.shape[3] < 1:
-            raise ValueError(f"OptimizedFCN expects H, W >= 1, got shape {tuple(x.shape)}")
-        if x.dtype not in FLOAT_DTYPES:
-            raise TypeError(
-                f"OptimizedFCN expects a floating-point input (preprocessed with fcnfast.data.preprocess), "
-                f"got dtype {x.dtype}"
-            )
-        device = self.device
-        if x.device.type != device.type or (device.index is not None and x.device.index not in (None, device.index)):
-            raise ValueError(f"input is on {x.device} but the model is on {device}; move one of them")
-
-    def _run(self, x: Tensor) -> Tensor:
-        h = x.to(dtype=self.dtype)
-        if self.channels_last:
-            h = h.contiguous(memory_format=torch.channels_last)
-        out = self.model(h)
-        return out if out.dtype == x.dtype else out.to(x.dtype)
-
-    def forward(self, x: Tensor) -> Tensor:
-        self._check_input(x)
-        if x.is_cuda and not torch.compiler.is_compiling():
-            if not self._cudnn_benchmark_set:
-                torch.backends.cudnn.benchmark = True
-                self._cudnn_benchmark_set = True
-            if self.cuda_graph and self._graph_failed is None and x.shape[0] > 0:
-                return self._graph_forward(x)
-        with torch.no_grad():
-            return self._run(x)
-
-    # -- CUDA graphs ------------------------------------------------------------------------------
-
-    def _graph_forward(self, x: Tensor) -> Tensor:
-        # Capture and replay on x's device: the graph, its private memory pool and the side
-        # stream bind to the current device, which need not be x's (a model on cuda:1).
-        with torch.cuda.device(x.device):
-            key = (tuple(x.shape), x.dtype, x.device)
-            entry = self._graphs.get(key)
-            if entry is None:
-                try:
-                    entry = self._capture(x)
-                except Exception as exc:  # a backend that cannot be captured must not break inference
-                    self._graph_failed = f"{type(exc).__name__}: {exc}"
-                    warnings.warn(
-                        f"fcnfast.optimize: CUDA graph capture failed ({self._graph_failed}); running without "
-                        f"CUDA graphs", RuntimeWarning, stacklevel=3,
-                    )
-                    self._graphs.clear()
-                    torch.cuda.synchronize(x.device)
-                    with torch.no_grad():
-                        return self._run(x)
-                self._graphs[key] = entry
-                while len(self._graphs) > self.max_graphs:
-                    self._graphs.popitem(last=False)
-            else:
-                self._graphs.move_to_end(key)
-            static_in, static_out, graph = entry
-            with torch.no_grad():
-                static_in.copy_(x)
-            graph.replay()
-            return static_out.clone() if self.clone_output else static_out
-
-    def _capture(self, x: Tensor):
-        device = x.device
-        static_in = torch.empty(x.shape, dtype=x.dtype, device=device)
-        static_in.copy_(x)
-        stream = torch.cuda.Stream(device=device)
-        stream.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(stream), torch.no_grad():
-            for _ in range(3):  # cudnn.benchmark, Triton autotune and lazy inits happen here, not in capture
-                self._run(static_in)
-        torch.cuda.current_stream(device).wait_stream(stream)
-        torch.cuda.synchronize(device)
-        graph = torch.cuda.CUDAGraph()
-        with torch.no_grad(), torch.cuda.graph(graph):
-            static_out = self._run(static_in)
-        return static_in, static_out, graph
-
-    # -- repr -----------------------------------------------------------------------------------
-
-    def __repr__(self) -> str:
-        m = self.model
-        heads = ", ".join(f"{name}={head.depthwise_choice()}" for name, head in zip(m.head_names, m.heads()))
-        backend = m.heads()[0].backend
-        try:
-            chosen = resolve_backend(backend, self.device, self.dtype)
-        except Exception as exc:  # repr must not raise
-            chosen = f"unavailable ({exc})"
-        graphs = "off"
-        if self.cuda_graph:
-            graphs = f"on ({len(self._graphs)} captured shape(s))" if self._graph_failed is None else (
-                f"failed, running eagerly ({self._graph_failed})")
-        lines = [
-            f"model: {type(m).__name__}(num_classes={m.num_classes}) on {self.device}, {str(self.dtype).replace('torch.', '')}"
-            + (", channels_last VGG convs" if self.channels_last else ""),
-            f"heads: {heads}; backend {backend or 'auto'} -> {chosen}",
-            f"cuda_graph: {graphs}",
-            *self.notes,
-            "inference only: eval mode, no grad; call under torch.inference_mode(); outputs in the input's dtype",
-        ]
-        return "OptimizedFCN(\n" + "".join(f"  {line}\n" for line in lines) + ")"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -442,12 +254,12 @@ def _optimize(model, *, backend, dtype, channels_last, cuda_graph, at_once) -> O
     if not isinstance(cuda_graph, bool):
         raise TypeError(f"cuda_graph must be a bool, got {cuda_graph!r}")
     source = _unwrap(model)
-    cls, (scale4, scale3) = detect_variant(source, at_once)
+    cls, scales = detect_variant(source, at_once)
     num_classes = _num_classes(source)
     with torch.device("meta"):
         target = cls(num_classes=num_classes, backend=backend)
     if not isinstance(source, _FCNBase):
-        _check_foreign_layout(source, target, cls, num_classes)
+        _check_foreign_layout(source, target, num_classes)
     device = _model_device(source)
     if device.type == "meta":
         raise ValueError("optimize() needs a model with real weights, not one on the meta device")
@@ -455,8 +267,8 @@ def _optimize(model, *, backend, dtype, channels_last, cuda_graph, at_once) -> O
 
     # Weights: same names in fcnfast and pytorch-fcn (ConvTranspose2d.weight -> UpsampleCropAdd.weight).
     src_state = {k: v for k, v in source.state_dict().items()}
-    score_names, head_names = _LAYOUT[cls]
-    for name in head_names:  # a head with a bias (not FCN's, but representable): give the target one
+    layout = target.layout
+    for name in layout.head_names:  # a head with a bias (not FCN's, but representable): give the target one
         key = f"{name}.bias"
         if src_state.get(key) is not None:
             head = getattr(target, name)
@@ -476,14 +288,16 @@ def _optimize(model, *, backend, dtype, channels_last, cuda_graph, at_once) -> O
         raise ValueError(f"cannot copy the weights of {type(source).__name__} into fcnfast {cls.__name__}: " + "; ".join(parts))
 
     notes: List[str] = [f"built from {type(source).__module__}.{type(source).__name__}"]
-    fold = {"score_pool4": scale4, "score_pool3": scale3}
-    runtime_scales = {"score_pool4": 1.0, "score_pool3": 1.0}
+    # skip score layer -> the scale of its input, to fold into its weight (1.0: nothing to fold)
+    scale_of_pool = dict(zip(SCALED_POOLS, scales))
+    fold = {stage.skip_score: scale_of_pool[stage.skip_pool] for stage in layout.skip_stages}
+    runtime_scales = {layer: 1.0 for layer in fold}
     state: Dict[str, Tensor] = {}
-    conv_layers = set(_BACKBONE + score_names)
+    conv_layers = set(layout.conv_layers)
     for key in expected:
         tensor = src_state[key].detach()
         layer = key.rsplit(".", 1)[0]
-        if key.endswith(".weight") and layer in fold and fold[layer] != 1.0 and issubclass(cls, FCN8s):
+        if key.endswith(".weight") and fold.get(layer, 1.0) != 1.0:
             scale = fold[layer]
             if target_dtype == torch.float16 and not _folds_exactly(tensor.float(), scale, target_dtype):
                 runtime_scales[layer] = scale  # folded weights would be subnormal in float16
@@ -495,17 +309,14 @@ def _optimize(model, *, backend, dtype, channels_last, cuda_graph, at_once) -> O
             tensor = tensor.to(device=device, dtype=target_dtype, memory_format=fmt, copy=True)
         state[key] = tensor.contiguous(memory_format=fmt)
     nn.Module.load_state_dict(target, state, strict=True, assign=True)
-    if issubclass(cls, FCN8s):
-        target.pool4_scale = runtime_scales["score_pool4"]
-        target.pool3_scale = runtime_scales["score_pool3"]
-        folded = [f"{layer} x{fold[layer]:g}" for layer in ("score_pool4", "score_pool3")
-                  if fold[layer] != 1.0 and runtime_scales[layer] == 1.0]
-        kept = [f"{layer} input x{runtime_scales[layer]:g}" for layer in ("score_pool4", "score_pool3")
-                if runtime_scales[layer] != 1.0]
-        if folded:
-            notes.append("at-once scales folded into weights: " + ", ".join(folded))
-        if kept:
-            notes.append("at-once scales kept at run time (folded float16 weights would be subnormal): " + ", ".join(kept))
+    for stage in layout.skip_stages:
+        setattr(target, pool_scale_attr(stage.skip_pool), runtime_scales[stage.skip_score])
+    folded = [f"{layer} x{fold[layer]:g}" for layer in fold if fold[layer] != 1.0 and runtime_scales[layer] == 1.0]
+    kept = [f"{layer} input x{runtime_scales[layer]:g}" for layer in fold if runtime_scales[layer] != 1.0]
+    if folded:
+        notes.append("at-once scales folded into weights: " + ", ".join(folded))
+    if kept:
+        notes.append("at-once scales kept at run time (folded float16 weights would be subnormal): " + ", ".join(kept))
 
     for p in target.parameters():
         p.requires_grad_(False)

@@ -246,6 +246,21 @@ def test_at_once_float16_keeps_subnormal_scales_at_run_time(fcnfast_cases):
     assert "kept at run time" in repr(fast)
 
 
+def test_pool_scale_of_any_scored_pool_is_kept(fcnfast_cases, shared_state, x, backbone_features):
+    """The layout-driven forward applies a pool's scale wherever that pool is scored (FCN-16s's
+    pool4 too, not only at-once's); optimize() folds it, so the outputs still agree."""
+    _, unscaled = fcnfast_cases(FCN16s)
+    model = _fcnfast_model(FCN16s, shared_state)
+    model.pool4_scale = 0.5
+    ref = _reference_output(model, x, backbone_features)
+    assert not torch.allclose(ref, unscaled)
+    assert detect_variant(model) == (FCN16s, (0.5, 1.0))
+    fast = optimize(model, channels_last=False)
+    assert fast.model.pool4_scale == 1.0 and "score_pool4 x0.5" in repr(fast)
+    with torch.inference_mode():
+        assert_close(fast(x), ref, what="FCN16s with pool4_scale 0.5")
+
+
 def test_dense_head_weights_are_not_depthwise(fcnfast_cases):
     model, _ = fcnfast_cases(FCN8s)
     trained = _fcnfast_model(FCN8s, {k: v for k, v in model.state_dict().items()})

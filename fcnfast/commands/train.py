@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fcnfast.models.registry import DEFAULT_MODEL, MODEL_NAMES
+
 _PRESET_HELP = (
     "paper: SGD momentum 0.99, wd 5e-4, batch 1, loss summed over pixels, fixed lr "
     "(fcn32s/fcn8s-atonce 1e-10, fcn16s 1e-12, fcn8s 1e-14), 100k iterations; "
@@ -28,8 +30,8 @@ def register(subparsers) -> argparse.ArgumentParser:
         epilog="Options left out take the preset's value; with --resume, the run's saved value.",
     )
     parser.add_argument("--data", required=True, metavar="DIR", help="VOC-format dataset directory")
-    parser.add_argument("--model", default=None, choices=["fcn32s", "fcn16s", "fcn8s", "fcn8s-atonce"],
-                        help="architecture (default fcn8s; with --resume, the checkpoint's)")
+    parser.add_argument("--model", default=None, choices=MODEL_NAMES,
+                        help=f"architecture (default {DEFAULT_MODEL}; with --resume, the checkpoint's)")
     parser.add_argument("--out", required=True, metavar="RUNDIR", help="run directory for checkpoints and logs")
     parser.add_argument("--preset", default=None, choices=["paper", "modern"], help=_PRESET_HELP + " (default paper)")
     parser.add_argument("--iterations", type=int, default=None, metavar="N", help="total SGD steps (global batches)")

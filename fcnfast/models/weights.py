@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ..checkpoints import read_checkpoint
-from .fcn import CONV_NAMES
+from .layout import CONV_NAMES
 
 StateDictSource = Union[str, os.PathLike, Mapping]
 

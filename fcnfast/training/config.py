@@ -26,7 +26,7 @@ import math
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from ..amp import AMP_DTYPES
-from ..models import MODELS
+from ..models import DEFAULT_MODEL, canonical_model_name
 from .optim import LOSS_NORMALIZATIONS, LR_POLICIES
 
 __all__ = ["PAPER_LR", "PRESETS", "PRESET_FIELDS", "RUNTIME_FIELDS", "TrainConfig", "TrainingError"]
@@ -74,7 +74,7 @@ class TrainConfig:
     """
 
     data: str
-    model: str = "fcn8s"
+    model: str = DEFAULT_MODEL
     out: str = "runs/fcn"
     preset: str = "paper"
     iterations: Optional[int] = None
@@ -107,9 +107,10 @@ class TrainConfig:
     quiet: bool = False
 
     def __post_init__(self) -> None:
-        self.model = str(self.model).lower().replace("_", "-")
-        if self.model not in MODELS:
-            raise TrainingError(f"unknown model {self.model!r}; choose from {', '.join(MODELS)}")
+        try:
+            self.model = canonical_model_name(str(self.model))
+        except ValueError as exc:
+            raise TrainingError(str(exc)) from None
         if self.preset not in PRESETS:
             raise TrainingError(f"unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
         defaults = dict(PRESETS[self.preset])
