@@ -188,7 +188,7 @@ def _esc(path) -> str:
 
 setup(
     version=VERSION,
-    packages=["fcnfast", "fcnfast.models", "fcnfast.backends", "fcnfast.kernels"],
+    packages=["fcnfast", "fcnfast.models", "fcnfast.backends", "fcnfast.benchmark", "fcnfast.kernels"],
     package_dir={"fcnfast": "fcnfast", "fcnfast.kernels": "kernels"},
     ext_modules=[
         NinjaExtension("fcnfast._C", _sources("cpu/*.cpp"), "cxx"),
