@@ -9,7 +9,7 @@ from .config import KIND_TITLES, KINDS, size_label
 
 def plot(report: dict, path: str) -> Optional[str]:
     """Draw the bench.json dict ``report`` into ``path`` (PNG): bars at the median, error bars from
-    p10 to p90, and each bar's speedup written on it.
+    p10 to p90, and each bar's speedup written above its error bar.
 
     Returns None on success, else why no plot was written (matplotlib missing).
     """
@@ -41,8 +41,11 @@ def plot(report: dict, path: str) -> Optional[str]:
             for x, (_, r) in zip(xs, placed):
                 if r.get("speedup") is None:
                     continue
-                ax.annotate(f"{r['speedup']:.2f}x", (x, r["median_ms_per_image"]), xytext=(0, 2),
-                            textcoords="offset points", ha="center", va="bottom", fontsize=7)
+                # Above the error bar's top, not the bar's: the whisker would cross the text.
+                top = max(r["median_ms_per_image"], r["p90_ms_per_image"])
+                ax.annotate(f"{r['speedup']:.2f}x", (x, top), xytext=(0, 3), textcoords="offset points",
+                            ha="center", va="bottom", fontsize=7, zorder=5,
+                            bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none", alpha=0.8))
         ax.set_xticks(range(len(configs)))
         ax.set_xticklabels([f"{size_label(s)}\nbatch {b}\n{d}" for s, b, d in configs])
         ax.set_ylabel("ms per image (median, p10-p90)")
@@ -51,6 +54,7 @@ def plot(report: dict, path: str) -> Optional[str]:
         values = [r["median_ms_per_image"] for r in ok if r["kind"] == kind]
         if values and max(values) / max(min(values), 1e-9) > 30:
             ax.set_yscale("log")
+        ax.margins(y=0.12)  # room above the tallest error bar for its label
     handles, labels = axes[0].get_legend_handles_labels()
     if not handles:
         handles, labels = axes[1].get_legend_handles_labels()
