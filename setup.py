@@ -20,7 +20,7 @@ import subprocess
 import sysconfig
 from pathlib import Path
 
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).parent.resolve()
@@ -188,7 +188,8 @@ def _esc(path) -> str:
 
 setup(
     version=VERSION,
-    packages=["fcnfast", "fcnfast.models", "fcnfast.backends", "fcnfast.commands", "fcnfast.training", "fcnfast.kernels"],
+    # every package under fcnfast/ (a new subpackage cannot be forgotten), plus the Triton kernels
+    packages=find_packages(include=["fcnfast", "fcnfast.*"]) + ["fcnfast.kernels"],
     package_dir={"fcnfast": "fcnfast", "fcnfast.kernels": "kernels"},
     ext_modules=[
         NinjaExtension("fcnfast._C", _sources("cpu/*.cpp"), "cxx"),

@@ -18,9 +18,8 @@ import time
 import pytest
 import torch
 
-from fcnfast import upsample_crop_add
-from fcnfast.backends import _can_run
-from fcnfast.benchmark import DTYPES, device_name, head_stage_shapes
+from fcnfast import backends, upsample_crop_add
+from fcnfast.benchmark import DTYPES, device_name, head_stage_shapes, size_label, sync
 from fcnfast.reference import bilinear_weight, upsample_crop_add_reference
 
 NUM_CLASSES = 21
@@ -42,10 +41,10 @@ def _case(stage, size, batch, weights, dtype, device):
 
 
 def test_stage(benchmark, stage, size, batch, weights, dtype_name, stage_provider, bench_device, bench_rounds,
-               bench_inner, sync):
+               bench_inner):
     dtype = DTYPES[dtype_name]
     if stage_provider not in ("reference", "compile"):
-        ok, reason = _can_run(stage_provider, bench_device, dtype)
+        ok, reason = backends.supports(stage_provider, bench_device, dtype)
         if not ok:
             pytest.skip(reason)
     x, w, stride, kwargs, st = _case(stage, size, batch, weights, dtype, bench_device)
@@ -74,7 +73,7 @@ def test_stage(benchmark, stage, size, batch, weights, dtype_name, stage_provide
         def run():
             for _ in range(bench_inner):
                 op()
-            sync()
+            sync(bench_device)
 
         # Fast stages get more rounds (about 1 s of them, at most 200): a steadier median.
         run()
@@ -82,7 +81,7 @@ def test_stage(benchmark, stage, size, batch, weights, dtype_name, stage_provide
         run()
         per_round = time.perf_counter() - t0
         rounds = max(bench_rounds, min(200, int(1.0 / max(per_round, 1e-6))))
-        benchmark.group = f"{stage} {size}x{size} b{batch} {weights} {dtype_name}"
+        benchmark.group = f"{stage} {size_label((size, size))} b{batch} {weights} {dtype_name}"
         benchmark.pedantic(run, rounds=rounds, warmup_rounds=2, iterations=1)
 
     es = x.element_size()

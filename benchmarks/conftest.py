@@ -17,10 +17,12 @@ from __future__ import annotations
 import os
 
 import pytest
-import torch
 
-HAS_CUDA = torch.cuda.is_available()
-DEVICE = "cuda" if HAS_CUDA else "cpu"
+from fcnfast import backends
+from fcnfast.benchmark import PROVIDER_COMPILE, BenchConfig, environment, fused_backends, providers_for, size_label
+
+DEVICE = BenchConfig().resolved().device  # the device `fcnfast bench` would pick
+HAS_CUDA = DEVICE.startswith("cuda")
 
 _OPTIONS = {
     "sizes": ("FCNFAST_BENCH_SIZES", "--fcn-sizes", "500,512,1024" if HAS_CUDA else "500"),
@@ -45,7 +47,7 @@ def pytest_configure(config):
     global _config
     _config = config
     config.addinivalue_line("python_files", "bench_*.py")  # `pytest benchmarks/` collects the suites
-    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+    if backends.triton_interpreted():
         print("fcnfast benchmarks: TRITON_INTERPRET is set; the triton provider is left out (never timed)")
 
 
@@ -65,28 +67,11 @@ def str_list(key: str):
 
 def pytest_benchmark_update_machine_info(config, machine_info):
     """Name the device in the JSON (pytest-benchmark records only the host CPU)."""
-    from fcnfast.benchmark import environment
-
     env = environment(DEVICE)
     keys = ("device", "device_name", "torch", "triton", "fcnfast", "git_commit", "torch_threads", "cpu_count",
             "load_average")
     machine_info["fcnfast"] = {k: env[k] for k in keys if k in env}
     machine_info["fcnfast"]["backends"] = {n: b["available"] for n, b in env["backends"].items()}
-
-
-def fused_backends():
-    """Fused backends that run (compiled, not interpreted) on this machine's benchmark device."""
-    from fcnfast import backends
-
-    out = []
-    for name in ("cpp", "cuda", "triton"):
-        backend, _ = backends._load(name)
-        if backend is None or DEVICE not in backend.device_types:
-            continue
-        if name == "triton" and backends._triton_interpreted():
-            continue
-        out.append(name)
-    return out
 
 
 def pytest_generate_tests(metafunc):
@@ -95,7 +80,7 @@ def pytest_generate_tests(metafunc):
     if "stage" in names:
         metafunc.parametrize("stage", ["upscore2", "upscore_pool4", "upscore8"])
     if "size" in names:
-        metafunc.parametrize("size", int_list("sizes"), ids=lambda s: f"{s}x{s}")
+        metafunc.parametrize("size", int_list("sizes"), ids=lambda s: size_label((s, s)))
     if "batch" in names:
         metafunc.parametrize("batch", int_list("batches"), ids=lambda b: f"b{b}")
     if "e2e_batch" in names:
@@ -106,16 +91,11 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("dtype_name", str_list("dtypes"))
     compile_on = setting("compile") not in ("0", "", "false", "no")
     if "stage_provider" in names:
-        providers = ["reference", *fused_backends()] + (["compile"] if compile_on else [])
+        providers = ["reference", *fused_backends(DEVICE)] + (["compile"] if compile_on else [])
         metafunc.parametrize("stage_provider", providers)
     if "fcn_provider" in names:
-        providers = ["reference", *(f"fcnfast-{b}" for b in fused_backends()), "fcnfast-optimize"]
-        metafunc.parametrize("fcn_provider", providers + (["compile"] if compile_on else []))
-
-
-def synchronize():
-    if HAS_CUDA:
-        torch.cuda.synchronize()
+        providers = [p for p, _ in providers_for(DEVICE) if compile_on or p != PROVIDER_COMPILE]
+        metafunc.parametrize("fcn_provider", providers)
 
 
 @pytest.fixture(scope="session")
@@ -132,8 +112,3 @@ def bench_rounds():
 def bench_inner():
     """Calls per timed round: GPU kernels take microseconds, so a round is 20 calls + one synchronize."""
     return 20 if HAS_CUDA else 1
-
-
-@pytest.fixture(scope="session")
-def sync():
-    return synchronize

@@ -13,6 +13,9 @@ Reads both formats in benchmarks/results/<device>/:
     steps, ``stages.json`` as the per-stage table; its other files are summarised by summary.json.
 Speedups are against the ``reference`` (or ``eager``) provider of the same group.
 ``--readme README.md`` replaces the text between the README's results markers.
+
+Times, sizes and table layout come from ``fcnfast.benchmark.report``, as in ``fcnfast bench``'s own
+output; this script knows the files of the suites here and of the GPU validation.
 """
 
 from __future__ import annotations
@@ -25,30 +28,12 @@ import sys
 from collections import OrderedDict
 from typing import Dict, List
 
+from fcnfast.benchmark.config import size_label
+from fcnfast.benchmark.report import (bench_json_tables, format_ms, load_note, markdown_table, order_providers,
+                                      provider_cells, source_heading)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-PROVIDER_ORDER = ["reference", "compile", "cpp", "cuda", "triton", "fcnfast-cpp", "fcnfast-cuda", "fcnfast-triton",
-                  "fcnfast-optimize"]
-
-
-def _ms(v: float) -> str:
-    if v >= 1000:
-        return f"{v / 1000:.2f} s"
-    if v >= 1:
-        return f"{v:.1f} ms"
-    if v >= 0.01:
-        return f"{v:.3f} ms"
-    return f"{v * 1000:.1f} µs"
-
-
-def _providers(names) -> List[str]:
-    names = list(dict.fromkeys(names))
-    return sorted(names, key=lambda n: (PROVIDER_ORDER.index(n) if n in PROVIDER_ORDER else 99, n))
-
-
-def _table(header: List[str], rows: List[List[str]]) -> List[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return out
+README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
 def _device_of_pytest_benchmark(data: dict) -> str:
@@ -58,6 +43,7 @@ def _device_of_pytest_benchmark(data: dict) -> str:
 
 
 def pytest_benchmark_tables(data: dict, source: str) -> List[str]:
+    """Markdown for a pytest-benchmark JSON of the suites here: head stages and/or end to end."""
     stages: "OrderedDict[tuple, Dict[str, dict]]" = OrderedDict()
     fcn: "OrderedDict[tuple, Dict[str, dict]]" = OrderedDict()
     for bench in data.get("benchmarks", []):
@@ -72,86 +58,43 @@ def pytest_benchmark_tables(data: dict, source: str) -> List[str]:
             extra = dict(extra, median_ms=bench["stats"]["median"] * 1e3)
             fcn.setdefault(key, {})[extra["provider"]] = extra
     fi = data.get("machine_info", {}).get("fcnfast", {})
-    lines = [f"### {_device_of_pytest_benchmark(data)} — `{os.path.relpath(source)}`", ""]
-    load = f", load average {fi['load_average'][0]:.1f} on {fi.get('cpu_count', '?')} cores" if (
-        fi.get("device") == "cpu" and fi.get("load_average")) else ""
-    lines.append(f"torch {fi.get('torch', '?')}, triton {fi.get('triton', '?')}, commit "
-                 f"{str(fi.get('git_commit', data.get('commit_info', {}).get('id', '?')))[:12]}, "
-                 f"{data.get('datetime', '')[:19]}{load}")
-    lines.append("")
+    load = load_note(fi)
+    lines = [source_heading(_device_of_pytest_benchmark(data), source), "",
+             f"torch {fi.get('torch', '?')}, triton {fi.get('triton', '?')}, commit "
+             f"{str(fi.get('git_commit', data.get('commit_info', {}).get('id', '?')))[:12]}, "
+             f"{data.get('datetime', '')[:19]}" + (f", {load}" if load else ""), ""]
     if stages:
-        providers = _providers(p for group in stages.values() for p in group)
-        header = ["stage", "input", "batch", "weights", "dtype"] + [f"{p}" for p in providers]
+        providers = order_providers(p for group in stages.values() for p in group)
         rows = []
         for (stage, size, batch, weights, dtype), group in stages.items():
             ref = group.get("reference", {}).get("ms_per_call")
-            cells = []
-            for p in providers:
-                e = group.get(p)
-                if e is None:
-                    cells.append("—")
-                    continue
+
+            def cell(p: str, e: dict) -> str:
                 speed = f", **{ref / e['ms_per_call']:.1f}x**" if ref and p != "reference" else ""
-                cells.append(f"{_ms(e['ms_per_call'])} ({e['gbps']:.1f} GB/s{speed})")
-            rows.append([stage, f"{size}x{size}", str(batch), weights, dtype] + cells)
-        lines.append("Head stages, median time per call (GB/s moved; speedup vs reference):")
-        lines.append("")
-        lines += _table(header, rows)
-        lines.append("")
+                return f"{format_ms(e['ms_per_call'])} ({e['gbps']:.1f} GB/s{speed})"
+
+            rows.append([stage, size_label((size, size)), str(batch), weights, dtype]
+                        + provider_cells(group, providers, cell))
+        lines += ["Head stages, median time per call (GB/s moved; speedup vs reference):", ""]
+        lines += markdown_table(["stage", "input", "batch", "weights", "dtype"] + providers, rows) + [""]
     if fcn:
-        providers = _providers(p for group in fcn.values() for p in group)
-        header = ["input", "batch", "dtype"] + providers
+        providers = order_providers(p for group in fcn.values() for p in group)
         rows = []
         for (size, batch, dtype), group in fcn.items():
             ref = group.get("reference", {}).get("median_ms")
-            cells = []
-            for p in providers:
-                e = group.get(p)
-                if e is None:
-                    cells.append("—")
-                    continue
+
+            def cell(p: str, e: dict) -> str:
                 speed = f" ({ref / e['median_ms']:.2f}x)" if ref and p != "reference" else ""
-                cells.append(f"{_ms(e['median_ms'] / batch)}{speed}")
-            rows.append([f"{size}x{size}", str(batch), dtype] + cells)
-        lines.append("FCN-8s end to end, median ms per image (speedup vs reference):")
-        lines.append("")
-        lines += _table(header, rows)
-        lines.append("")
-    return lines
+                return f"{format_ms(e['median_ms'] / batch)}{speed}"
 
-
-def fcnfast_bench_tables(data: dict, source: str) -> List[str]:
-    env, cfg = data["environment"], data["config"]
-    lines = [f"### {env['device_name']} — `{os.path.relpath(source)}` (`fcnfast bench`)", ""]
-    lines.append(f"{cfg.get('model_class', 'FCN8s')}, weights: {cfg['weights']}; torch {env['torch']}, "
-                 f"triton {env['triton']}, commit {env['git_commit'][:12]}; end-to-end {cfg['runs']} run(s) after "
-                 f"{cfg['warmup']} warm-up, head {cfg['head_runs']} run(s)"
-                 + (f"; load average {env['load_average'][0]:.1f} on {env.get('cpu_count', '?')} cores"
-                    if env.get("device") == "cpu" and env.get("load_average") else ""))
-    lines.append("")
-    header = ["part", "input", "batch", "dtype", "provider", "median / image", "p10 – p90", "speedup", "max abs diff"]
-    rows = []
-    for kind, label in (("head", "head only"), ("end_to_end", "end to end")):
-        for r in data["results"]:
-            if r["kind"] != kind:
-                continue
-            common = [label, f"{r['size'][0]}x{r['size'][1]}", str(r["batch"]), r["dtype"], r["provider"]]
-            if r.get("status") != "ok":
-                rows.append(common + [r.get("status", "?"), r.get("reason", "")[:80], "—", "—"])
-                continue
-            rows.append(common + [
-                _ms(r["median_ms_per_image"]),
-                f"{_ms(r['p10_ms_per_image'])} – {_ms(r['p90_ms_per_image'])}",
-                f"{r['speedup']:.2f}x" if "speedup" in r else "—",
-                f"{r['max_abs_diff']:.1e}" if "max_abs_diff" in r else "—",
-            ])
-    lines += _table(header, rows)
-    lines.append("")
+            rows.append([size_label((size, size)), str(batch), dtype] + provider_cells(group, providers, cell))
+        lines += ["FCN-8s end to end, median ms per image (speedup vs reference):", ""]
+        lines += markdown_table(["input", "batch", "dtype"] + providers, rows) + [""]
     return lines
 
 
 def validation_summary_table(data: dict, source: str) -> List[str]:
-    lines = [f"### GPU validation — `{os.path.relpath(source)}` (`benchmarks/gpu/validate.sh`, {data['mode']})", ""]
+    """Markdown for validate.sh's summary.json: each step's status, wall time and headline."""
     def text(value) -> str:
         if isinstance(value, dict):
             return ", ".join(f"{k} {v}" for k, v in value.items())
@@ -165,48 +108,44 @@ def validation_summary_table(data: dict, source: str) -> List[str]:
             headline = "; ".join(f"{k}: {text(v)}" for k, v in (step.get("headline") or {}).items()
                                  if k != "first_failures")
         rows.append([step["step"], step["status"][:60], f"{step['wall_s']:.0f} s", headline[:300] or "—"])
-    lines += _table(["step", "status", "wall", "headline"], rows)
-    lines.append("")
-    return lines
+    heading = source_heading("GPU validation", source, f"`benchmarks/gpu/validate.sh`, {data['mode']}")
+    return [heading, ""] + markdown_table(["step", "status", "wall", "headline"], rows) + [""]
 
 
 def stages_table(data: dict, source: str) -> List[str]:
-    lines = [f"### {data['device']} — `{os.path.relpath(source)}` (head stages, `benchmarks/gpu/stages.py`)", "",
-             f"FCN-8s at {data['input_size'][0]}x{data['input_size'][1]}, {data['num_classes']} classes; torch "
+    """Markdown for validate.sh's stages.json: each head stage per provider, with GB/s and speedup."""
+    graphs = any("graph_median_ms" in r for r in data["results"])
+    lines = [source_heading(data["device"], source, "head stages, `benchmarks/gpu/stages.py`"), "",
+             f"FCN-8s at {size_label(data['input_size'])}, {data['num_classes']} classes; torch "
              f"{data['torch']}; {data['timing']}; device-to-device copy {data['copy_gbps']:.0f} GB/s. Each cell: median "
              f"per call from Python (GB/s of the bytes the fused kernel must move; speedup vs eager)"
-             + ("; `graph` = replayed from a CUDA graph, the GPU's own time." if any(
-                 "graph_median_ms" in r for r in data["results"]) else "."), ""]
+             + ("; `graph` = replayed from a CUDA graph, the GPU's own time." if graphs else "."), ""]
     groups: "OrderedDict[tuple, Dict[str, dict]]" = OrderedDict()
     for r in data["results"]:
-        key = (r["stage"], r["batch"], r["dtype"], r["weights"])
-        groups.setdefault(key, {})[r.get("provider", "?")] = r
+        groups.setdefault((r["stage"], r["batch"], r["dtype"], r["weights"]), {})[r.get("provider", "?")] = r
     providers = ["eager", "compile", "triton", "cuda"]
-    rows = []
-    for (stage, batch, dtype, weights), by in groups.items():
-        cells = []
-        for p in providers:
-            r = by.get(p)
-            if r is None or r.get("status") != "ok":
-                cells.append(r.get("status", "—") if r else "—")
-                continue
-            cell = f"{_ms(r['median_ms'])} ({r['gbps']:.0f} GB/s"
-            cell += f", **{r['speedup_vs_eager']:.2f}x**)" if "speedup_vs_eager" in r else ")"
-            if "graph_median_ms" in r:
-                cell += f"; graph {_ms(r['graph_median_ms'])}"
-                cell += f" ({r['graph_speedup_vs_eager']:.2f}x)" if "graph_speedup_vs_eager" in r else ""
-            cells.append(cell)
-        rows.append([stage, str(batch), dtype, weights] + cells)
-    lines += _table(["stage", "batch", "dtype", "weights"] + providers, rows)
-    lines.append("")
-    return lines
+
+    def cell(p: str, r: dict) -> str:
+        if r.get("status") != "ok":
+            return r.get("status", "—")
+        out = f"{format_ms(r['median_ms'])} ({r['gbps']:.0f} GB/s"
+        out += f", **{r['speedup_vs_eager']:.2f}x**)" if "speedup_vs_eager" in r else ")"
+        if "graph_median_ms" in r:
+            out += f"; graph {format_ms(r['graph_median_ms'])}"
+            out += f" ({r['graph_speedup_vs_eager']:.2f}x)" if "graph_speedup_vs_eager" in r else ""
+        return out
+
+    rows = [[stage, str(batch), dtype, weights] + provider_cells(by, providers, cell)
+            for (stage, batch, dtype, weights), by in groups.items()]
+    return lines + markdown_table(["stage", "batch", "dtype", "weights"] + providers, rows) + [""]
 
 
 def tables_for(path: str) -> List[str]:
+    """The markdown for one result file, by its format; [] for files another table summarises."""
     with open(path) as f:
         data = json.load(f)
     if data.get("benchmark") == "fcnfast bench":
-        return fcnfast_bench_tables(data, path)
+        return bench_json_tables(data, path)
     if "benchmarks" in data:
         return pytest_benchmark_tables(data, path)
     if data.get("step") == "stages":
@@ -217,6 +156,7 @@ def tables_for(path: str) -> List[str]:
 
 
 def find_files(paths: List[str]) -> List[str]:
+    """The JSON files named or found below the named folders (default benchmarks/results/), in order."""
     if not paths:
         paths = [os.path.join(HERE, "results")]
     files = []
@@ -230,11 +170,23 @@ def find_files(paths: List[str]) -> List[str]:
     return files
 
 
+def replace_results(readme_path: str, text: str) -> None:
+    """Put ``text`` between the README's results markers; SystemExit naming them if they are missing."""
+    with open(readme_path) as f:
+        readme = f.read()
+    if README_BEGIN not in readme or README_END not in readme:
+        raise SystemExit(f"make_table.py: {readme_path} lacks the {README_BEGIN} / {README_END} markers")
+    head, rest = readme.split(README_BEGIN, 1)
+    tail = rest.split(README_END, 1)[1]
+    with open(readme_path, "w") as f:
+        f.write(head + README_BEGIN + "\n" + text + README_END + tail)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="*", help="result JSON files or directories (default benchmarks/results/)")
     parser.add_argument("-o", "--out", help="write the markdown here instead of stdout")
-    parser.add_argument("--readme", help="replace the text between <!-- results:begin --> and <!-- results:end --> here")
+    parser.add_argument("--readme", help=f"replace the text between {README_BEGIN} and {README_END} here")
     args = parser.parse_args(argv)
     files = find_files(args.paths)
     if not files:
@@ -245,17 +197,8 @@ def main(argv=None) -> int:
         lines += tables_for(path)
     text = "\n".join(lines).rstrip() + "\n"
     if args.readme:
-        with open(args.readme) as f:
-            readme = f.read()
-        begin, end = "<!-- results:begin -->", "<!-- results:end -->"
-        if begin not in readme or end not in readme:
-            raise SystemExit(f"make_table.py: {args.readme} lacks the {begin} / {end} markers")
-        head, rest = readme.split(begin, 1)
-        tail = rest.split(end, 1)[1]
-        with open(args.readme, "w") as f:
-            f.write(head + begin + "\n" + text + end + tail)
-        return 0
-    if args.out:
+        replace_results(args.readme, text)
+    elif args.out:
         with open(args.out, "w") as f:
             f.write(text)
     else:

@@ -36,6 +36,9 @@ def _triton_interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
+triton_interpreted = _triton_interpreted  # public: True when TRITON_INTERPRET runs Triton kernels on the CPU
+
+
 @functools.lru_cache(maxsize=None)
 def _load(name: str) -> Tuple[Optional[Backend], str]:
     """(Backend, "") when ``name`` can run on this machine at all, else (None, reason)."""

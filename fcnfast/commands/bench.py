@@ -21,26 +21,17 @@ PROVIDER_HELP = (
 )
 
 
-def _split(values, name):
+def _split(values):
+    """Repeated and comma-separated values as one flat list: ``["1,8", "16"]`` -> ``["1", "8", "16"]``."""
     out = []
     for value in values or []:
         out += [v for v in str(value).replace(",", " ").split() if v]
     return out
 
 
-def _size(text: str):
-    parts = text.lower().split("x")
-    try:
-        if len(parts) == 1:
-            return int(parts[0]), int(parts[0])
-        if len(parts) == 2:
-            return int(parts[0]), int(parts[1])
-    except ValueError:
-        pass
-    raise ValueError(f"--size takes N or HxW (e.g. 500 or 375x500), got {text!r}")
-
-
 def register(subparsers) -> argparse.ArgumentParser:
+    from fcnfast.benchmark.config import COMPILE_MODES, DEFAULT_DTYPE, DTYPES
+
     parser = subparsers.add_parser(
         "bench",
         help="latency of FCN per provider (head-only and end-to-end), table + JSON + PNG",
@@ -52,10 +43,11 @@ def register(subparsers) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--size", nargs="+", action="extend", metavar="N|HxW",
-                        help="input sizes, repeatable or comma-separated (default 500)")
+                        help="input sizes as HxW (height x width, e.g. 375x500) or N for NxN; repeatable or "
+                             "comma-separated (default 500); reports write sizes as HxW too")
     parser.add_argument("--batch", nargs="+", action="extend", metavar="B", help="batch sizes (default 1)")
     parser.add_argument("--dtype", nargs="+", action="extend", metavar="DTYPE",
-                        help="float32, float16, bfloat16 (default float32)")
+                        help=f"{', '.join(DTYPES)} (default {DEFAULT_DTYPE})")
     parser.add_argument("--runs", type=int, default=None,
                         help="end-to-end timed runs (default: 3 on CPU, where a forward takes seconds; 50 on GPU)")
     parser.add_argument("--warmup", type=int, default=None, help="end-to-end warm-up runs (default: 1 on CPU, 10 on GPU)")
@@ -69,8 +61,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--compile-timeout", type=float, default=None, metavar="S",
                         help="time box of the torch.compile provider in seconds (default: 120 on CPU, 900 on GPU; 0 = none)")
     parser.add_argument("--compile-mode", default=None, metavar="MODE",
-                        help="torch.compile mode of the compile provider: default, reduce-overhead, max-autotune, "
-                             "max-autotune-no-cudagraphs (default: max-autotune on GPU, default on CPU)")
+                        help=f"torch.compile mode of the compile provider: {', '.join(COMPILE_MODES)} "
+                             "(default: max-autotune on GPU, default on CPU)")
     parser.add_argument("--time-limit", type=float, default=None, metavar="S",
                         help="skip a provider that would end after S seconds of run time, estimated from the "
                              "reference's cost (default: 150 on CPU, none on GPU; 0 = none)")
@@ -85,18 +77,17 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fcnfast.benchmark import BenchConfig, format_table, run_benchmark, write_report
+    from fcnfast.benchmark import BenchConfig, format_table, parse_size, run_benchmark, write_report
 
     try:
-        sizes = [_size(s) for s in _split(args.size, "--size")] or [(500, 500)]
-        batches = [int(b) for b in _split(args.batch, "--batch")] or [1]
-        dtypes = _split(args.dtype, "--dtype") or ["float32"]
-        providers = _split(args.providers, "--providers") or None
+        lists = dict(sizes=[parse_size(s) for s in _split(args.size)], batches=[int(b) for b in _split(args.batch)],
+                     dtypes=_split(args.dtype), providers=_split(args.providers))
+        given = {key: values for key, values in lists.items() if values}  # the others: BenchConfig's defaults
         cfg = BenchConfig(
-            sizes=sizes, batches=batches, dtypes=dtypes, model=args.model, num_classes=args.num_classes,
-            weights=args.weights, providers=providers, device=args.device, runs=args.runs, warmup=args.warmup,
-            head_runs=args.head_runs, head_warmup=args.head_warmup, compile_timeout=args.compile_timeout, compile_mode=args.compile_mode,
-            time_limit=args.time_limit, seed=args.seed, threads=args.threads,
+            **given, model=args.model, num_classes=args.num_classes, weights=args.weights, device=args.device,
+            runs=args.runs, warmup=args.warmup, head_runs=args.head_runs, head_warmup=args.head_warmup,
+            compile_timeout=args.compile_timeout, compile_mode=args.compile_mode, time_limit=args.time_limit,
+            seed=args.seed, threads=args.threads,
         ).resolved()
     except (ValueError, RuntimeError) as exc:
         print(f"fcnfast bench: error: {exc}", file=sys.stderr)

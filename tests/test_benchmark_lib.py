@@ -1,0 +1,91 @@
+"""fcnfast.benchmark's pieces on their own (no FCN forward): config, providers, report, the
+compile worker's entry point, the environment probe, and make_table on the committed results."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fcnfast import backends
+from fcnfast.benchmark import (DTYPES, BenchConfig, dtype_skip_reason, format_ms, format_table, parse_size,
+                               providers_for, size_label)
+from fcnfast.benchmark.providers import INTERPRETER_SKIP
+from fcnfast.cli import main
+from fcnfast.environment import probe
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_sizes_are_height_by_width():
+    assert parse_size("375x500") == (375, 500) and parse_size("500") == (500, 500)
+    assert size_label((375, 500)) == "375x500"
+    with pytest.raises(ValueError, match="height x width"):
+        parse_size("12x")
+
+
+@pytest.mark.parametrize("ms, text", [(3730.0, "3.73 s"), (66.8, "66.8 ms"), (0.387, "0.387 ms"), (0.0042, "4.2 µs")])
+def test_format_ms(ms, text):
+    assert format_ms(ms) == text
+
+
+def test_bench_help_and_error_list_the_same_dtypes(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    dtype_help = capsys.readouterr().out.split("\n  --dtype", 1)[1].split("\n  --runs", 1)[0]
+    with pytest.raises(ValueError) as err:
+        BenchConfig(dtypes=["int8"], device="cpu").resolved()
+    for name in DTYPES:
+        assert name in dtype_help and name in str(err.value)
+
+
+def test_providers_on_cpu_say_why_one_is_left_out():
+    assert [p for p, _ in providers_for("cpu")] == ["reference", "fcnfast-cpp", "fcnfast-optimize", "compile"]
+    listed = dict(providers_for("cpu", ["fcnfast-cuda", "fcnfast-triton"]))
+    assert set(listed) == {"reference", "fcnfast-cuda", "fcnfast-triton"}  # the baseline always runs
+    assert listed["reference"] is None and "cuda" in listed["fcnfast-cuda"]
+    if backends.triton_interpreted():  # tests run Triton interpreted on a machine without a GPU
+        assert listed["fcnfast-triton"] == INTERPRETER_SKIP
+
+
+def test_dtype_limits_come_from_the_backend():
+    assert dtype_skip_reason("fcnfast-cpp", torch.float16, "cpu") == backends.supports("cpp", "cpu", torch.float16)[1]
+    assert dtype_skip_reason("fcnfast-cpp", torch.float32, "cpu") is None
+    for provider in ("reference", "fcnfast-optimize", "compile"):
+        assert dtype_skip_reason(provider, torch.bfloat16, "cpu") is None
+
+
+def test_compile_worker_entry_point_rejects_other_arguments():
+    done = subprocess.run([sys.executable, "-m", "fcnfast.benchmark"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--compile-worker" in done.stderr
+
+
+def test_probe_serves_info_and_bench():
+    env = probe("cpu")
+    for key in ("device", "device_name", "python", "torch", "triton", "fcnfast", "git_commit", "cpu_count",
+                "extensions", "backends", "auto_backend_float32"):
+        assert key in env, key
+    assert set(env["backends"]) == set(backends.BACKENDS)
+    report = {"environment": env, "config": {"model_class": "FCN8s", "num_classes": 21, "weights": "random",
+                                             "runs": 1, "warmup": 0, "head_runs": 1, "head_warmup": 0},
+              "results": [dict(size=[375, 500], batch=1, dtype="float32", kind="head", provider="reference",
+                               status="ok", median_ms_per_image=2.0, p10_ms_per_image=1.0, p90_ms_per_image=3.0,
+                               speedup=1.0, max_abs_diff=0.0)], "wall_s": 1.0}
+    table = format_table(report)
+    assert "== 375x500, batch 1, float32 ==" in table and "2.0 ms" in table
+
+
+def test_make_table_reproduces_the_readme_results(tmp_path):
+    """The README's results block is make_table's output for the command the README names."""
+    readme = (ROOT / "README.md").read_text()
+    command = re.search(r"\npython (benchmarks/make_table.py .*?) --readme README.md\n", readme).group(1)
+    out = tmp_path / "table.md"
+    # bash: the command's {a,b} and * expand as they do for a reader who pastes it
+    done = subprocess.run(["bash", "-c", f'"$PYTHON" {command} -o "$OUT"'], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHON": sys.executable, "OUT": str(out)})
+    assert done.returncode == 0, done.stderr
+    begin, end = "<!-- results:begin -->\n", "<!-- results:end -->"
+    assert out.read_text() == readme.split(begin, 1)[1].split(end, 1)[0]
