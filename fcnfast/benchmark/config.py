@@ -12,6 +12,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
+from ..models import DEFAULT_MODEL
+
 from ..devices import resolve_device
 
 from .providers import ALL_PROVIDERS
@@ -57,7 +59,7 @@ class BenchConfig:
     sizes: List[Tuple[int, int]] = dataclasses.field(default_factory=lambda: [(500, 500)])  # (H, W)
     batches: List[int] = dataclasses.field(default_factory=lambda: [1])
     dtypes: List[str] = dataclasses.field(default_factory=lambda: [DEFAULT_DTYPE])
-    model: str = "fcn8s"
+    model: str = DEFAULT_MODEL
     num_classes: int = 21
     weights: Optional[str] = None
     providers: Optional[List[str]] = None  # None: every provider that runs on the device

@@ -9,7 +9,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from ..models import build_model
+from ..models import DEFAULT_MODEL, build_model
 from ..nn import UpsampleCropAdd
 from ..reference import upsample_crop_add_reference
 
@@ -88,7 +88,7 @@ def plain_reference_model(model: nn.Module) -> nn.Module:
     return plain
 
 
-def head_stage_shapes(model: str = "fcn8s", size: Tuple[int, int] = (500, 500), batch: int = 1,
+def head_stage_shapes(model: str = DEFAULT_MODEL, size: Tuple[int, int] = (500, 500), batch: int = 1,
                       num_classes: int = 21) -> List[dict]:
     """Per head stage of ``model`` at input ``size``: its geometry and input shapes (exact, via meta tensors)."""
     with torch.device("meta"):

@@ -8,11 +8,11 @@ import torch
 from torch import Tensor, nn
 
 from ..data import MEAN_BGR
-from ..models import build_model, load_weights
+from ..models import DEFAULT_MODEL, build_model, load_weights
 from ..models.init import random_init_
 
 
-def build_bench_model(model: str = "fcn8s", num_classes: int = 21, weights: Optional[str] = None,
+def build_bench_model(model: str = DEFAULT_MODEL, num_classes: int = 21, weights: Optional[str] = None,
                       seed: int = 0, device: str = "cpu") -> nn.Module:
     """The benchmarked model in eval mode: ``weights`` loaded, else :func:`random_init_` (seeded)."""
     net = build_model(model, num_classes=num_classes, backend="reference")
