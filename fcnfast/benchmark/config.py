@@ -12,10 +12,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
-from ..models import DEFAULT_MODEL
-
 from ..devices import resolve_device
-
+from ..models import DEFAULT_MODEL
 from .providers import ALL_PROVIDERS
 
 # The dtypes a run can measure, in the order `fcnfast bench --help` and its errors list them.
