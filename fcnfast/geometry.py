@@ -14,7 +14,6 @@ import torch
 IntPair = Union[int, Sequence[int]]
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-INT32_MAX = 2**31 - 1
 
 
 class Geometry(NamedTuple):
@@ -172,24 +171,6 @@ def resolve_geometry(
     return Geometry(N, Cin, Cout, Hin, Win, kh, kw, H, W, sh, sw, oy, ox, sy, sx)
 
 
-def check_int32_indexable(geom: Geometry, backend: str) -> None:
-    """For backends whose index math is 32-bit: refuse, loudly, shapes that would overflow."""
-    largest = max(
-        geom.N * geom.Cin * geom.Hin * geom.Win,
-        geom.N * geom.Cout * geom.H * geom.W,
-        geom.Cin * geom.Cout * geom.kh * geom.kw,
-    )
-    if largest > INT32_MAX:
-        raise ValueError(
-            f"backend {backend!r} indexes with int32 and a tensor of this call has {largest} "
-            f"elements (> 2^31-1); split the batch or use another backend"
-        )
-
-
-def ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 __all__ = [
     "Geometry",
     "SUPPORTED_DTYPES",
@@ -197,6 +178,4 @@ __all__ = [
     "full_transposed_size",
     "check_tensors",
     "resolve_geometry",
-    "check_int32_indexable",
-    "ceil_div",
 ]

@@ -229,9 +229,4 @@ def upsample_crop_add(
     )
 
 
-def chosen_backend(x: Tensor, backend: Optional[str] = None) -> str:
-    """The backend a call on tensors like ``x`` would run on (for reprs, logs and benchmarks)."""
-    return backends.resolve_backend(backend, x.device, x.dtype)
-
-
-__all__ = ["upsample_crop_add", "is_channel_diagonal", "clear_depthwise_cache", "chosen_backend"]
+__all__ = ["upsample_crop_add", "is_channel_diagonal", "clear_depthwise_cache"]
