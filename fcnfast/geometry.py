@@ -14,7 +14,6 @@ import torch
 IntPair = Union[int, Sequence[int]]
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-INT32_MAX = 2**31 - 1
 
 
 class Geometry(NamedTuple):
@@ -67,26 +66,39 @@ def _shape(t: Optional[torch.Tensor]) -> str:
     return "None" if t is None else f"{tuple(t.shape)}"
 
 
-def check_tensors(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: Optional[torch.Tensor],
-    skip: Optional[torch.Tensor],
-) -> None:
+def _given(x, weight, bias, skip):
+    """(name, tensor) of the op's tensor arguments; bias and skip only when given."""
+    return [(name, t) for name, t in (("x", x), ("weight", weight), ("bias", bias), ("skip", skip))
+            if t is not None or name in ("x", "weight")]
+
+
+def _require_tensor(name: str, t) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+
+
+def _require_floating(name: str, t) -> None:
+    _require_tensor(name, t)
+    if t.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(
+            f"{name} has dtype {t.dtype}; upsample_crop_add supports float32, float64, float16 and bfloat16"
+        )
+
+
+def check_tensor_types(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                       skip: Optional[torch.Tensor]) -> None:
+    """TypeError naming the argument unless x and weight are tensors and bias, skip tensors or None."""
+    for name, t in _given(x, weight, bias, skip):
+        _require_tensor(name, t)
+
+
+def check_tensors(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                  skip: Optional[torch.Tensor]) -> None:
     """Type, dtype and device checks (TypeError / ValueError naming the argument)."""
-    for name, t in (("x", x), ("weight", weight), ("bias", bias), ("skip", skip)):
-        if t is None and name in ("bias", "skip"):
-            continue
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dtype not in SUPPORTED_DTYPES:
-            raise TypeError(
-                f"{name} has dtype {t.dtype}; upsample_crop_add supports "
-                "float32, float64, float16 and bfloat16"
-            )
-    for name, t in (("weight", weight), ("bias", bias), ("skip", skip)):
-        if t is None:
-            continue
+    given = _given(x, weight, bias, skip)
+    for name, t in given:
+        _require_floating(name, t)
+    for name, t in given[1:]:
         if t.dtype != x.dtype:
             raise TypeError(f"{name} has dtype {t.dtype} but x has dtype {x.dtype}; they must match")
         if t.device != x.device:
@@ -96,18 +108,21 @@ def check_tensors(
 def resolve_geometry(
     x: torch.Tensor,
     weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    skip: Optional[torch.Tensor],
     stride: IntPair,
-    offset: IntPair = 0,
-    size: Optional[IntPair] = None,
-    skip: Optional[torch.Tensor] = None,
-    skip_offset: IntPair = 0,
-    bias: Optional[torch.Tensor] = None,
+    offset: IntPair,
+    size: Optional[IntPair],
+    skip_offset: IntPair,
 ) -> Geometry:
     """Validate every shape and bound of the op contract and return the call's Geometry.
 
-    Raises ValueError naming the argument and the shapes for: wrong ndim, channel
-    mismatch, stride < 1, negative offsets, an empty or too-large window, a skip too
-    small for skip_offset + size, and a bias of the wrong length.
+    The arguments come in the order of the registered op's schema. ``size`` None means the
+    full transposed-conv output minus ``offset``. Raises TypeError for non-tensors, dtypes
+    and int arguments (:func:`check_tensors`, :func:`pair`), and ValueError naming the
+    argument and the shapes for: wrong ndim, channel mismatch, stride < 1, negative
+    offsets, an empty or too-large window, a skip too small for skip_offset + size, a bias
+    of the wrong length, and tensors on different devices.
     """
     check_tensors(x, weight, bias, skip)
     if x.dim() != 4:
@@ -172,22 +187,15 @@ def resolve_geometry(
     return Geometry(N, Cin, Cout, Hin, Win, kh, kw, H, W, sh, sw, oy, ox, sy, sx)
 
 
-def check_int32_indexable(geom: Geometry, backend: str) -> None:
-    """For backends whose index math is 32-bit: refuse, loudly, shapes that would overflow."""
-    largest = max(
-        geom.N * geom.Cin * geom.Hin * geom.Win,
-        geom.N * geom.Cout * geom.H * geom.W,
-        geom.Cin * geom.Cout * geom.kh * geom.kw,
-    )
-    if largest > INT32_MAX:
-        raise ValueError(
-            f"backend {backend!r} indexes with int32 and a tensor of this call has {largest} "
-            f"elements (> 2^31-1); split the batch or use another backend"
-        )
-
-
-def ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
+def check_grad_out(geom: Geometry, grad_out: torch.Tensor, x: torch.Tensor) -> None:
+    """The output gradient of the call ``geom`` describes: a floating (N, Cout, H, W) tensor on
+    x's device (TypeError / ValueError naming it). Its dtype may differ from x's."""
+    _require_floating("grad_out", grad_out)
+    if grad_out.device != x.device:
+        raise ValueError(f"grad_out is on {grad_out.device} but x is on {x.device}; they must match")
+    expected = (geom.N, geom.Cout, geom.H, geom.W)
+    if tuple(grad_out.shape) != expected:
+        raise ValueError(f"grad_out must have the output's shape {expected}, got {_shape(grad_out)}")
 
 
 __all__ = [
@@ -195,8 +203,8 @@ __all__ = [
     "SUPPORTED_DTYPES",
     "pair",
     "full_transposed_size",
+    "check_tensor_types",
     "check_tensors",
     "resolve_geometry",
-    "check_int32_indexable",
-    "ceil_div",
+    "check_grad_out",
 ]

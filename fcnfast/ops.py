@@ -15,7 +15,7 @@ from torch import Tensor
 from torch.utils.weak import WeakIdKeyDictionary
 
 from . import backends
-from .geometry import Geometry, IntPair, resolve_geometry
+from .geometry import IntPair, check_grad_out, check_tensor_types, pair, resolve_geometry
 
 # depthwise argument of the registered op: -1 detect (cached), 0 dense, 1 require diagonal.
 _DEPTHWISE_CODES = {None: -1, False: 0, True: 1}
@@ -68,8 +68,16 @@ def _resolve_depthwise(weight: Tensor, depthwise: int) -> bool:
     return diagonal
 
 
-def _geometry(x, weight, bias, skip, stride, offset, size, skip_offset) -> Geometry:
-    return resolve_geometry(x, weight, stride, offset, size, skip, skip_offset, bias)
+def _backend(requested: Optional[str], x: Tensor) -> backends.Backend:
+    return backends.get(backends.resolve_backend(requested, x.device, x.dtype))
+
+
+def _register(name: str, impl):
+    """``impl`` as the custom op ``fcnfast::<name>`` on CUDA and CPU tensors; the backend choice
+    inside it is per device."""
+    op = torch.library.custom_op(f"fcnfast::{name}", mutates_args=(), device_types="cuda")(impl)
+    op.register_kernel("cpu")(impl)
+    return op
 
 
 def _forward_impl(
@@ -79,27 +87,27 @@ def _forward_impl(
     skip: Optional[Tensor],
     stride: Sequence[int],
     offset: Sequence[int],
-    size: Sequence[int],
+    size: Optional[Sequence[int]],
     skip_offset: Sequence[int],
     depthwise: int,
     backend: Optional[str],
 ) -> Tensor:
-    geom = _geometry(x, weight, bias, skip, stride, offset, size, skip_offset)
-    name = backends.resolve_backend(backend, x.device, x.dtype)
-    use_depthwise = _resolve_depthwise(weight, depthwise)
-    return backends.get(name).forward(x, weight, bias, skip, geom, use_depthwise)
+    """The registered op: validates the call once, then runs it on the chosen backend.
+
+    The arguments of :func:`upsample_crop_add` with every pair a list of two ints; ``size`` None
+    is the full transposed-conv output minus ``offset``; ``depthwise`` a ``_DEPTHWISE_CODES`` value.
+    """
+    geom = resolve_geometry(x, weight, bias, skip, stride, offset, size, skip_offset)
+    chosen = _backend(backend, x)
+    return chosen.forward(x, weight, bias, skip, geom, _resolve_depthwise(weight, depthwise))
 
 
-# One implementation serves both devices: the backend choice inside it is per device.
-_upsample_crop_add_op = torch.library.custom_op(
-    "fcnfast::upsample_crop_add", mutates_args=(), device_types="cuda"
-)(_forward_impl)
-_upsample_crop_add_op.register_kernel("cpu")(_forward_impl)
+_upsample_crop_add_op = _register("upsample_crop_add", _forward_impl)
 
 
 @_upsample_crop_add_op.register_fake
 def _(x, weight, bias, skip, stride, offset, size, skip_offset, depthwise, backend):
-    geom = _geometry(x, weight, bias, skip, stride, offset, size, skip_offset)
+    geom = resolve_geometry(x, weight, bias, skip, stride, offset, size, skip_offset)
     return x.new_empty((geom.N, geom.Cout, geom.H, geom.W))
 
 
@@ -115,21 +123,23 @@ def _backward_impl(
     need_input: bool,
     need_weight: bool,
 ) -> Tuple[Tensor, Tensor]:
-    """(grad_x, grad_weight); a gradient that is not needed comes back as an empty tensor."""
-    geom = _geometry(x, weight, None, None, stride, offset, size, (0, 0))
-    name = backends.resolve_backend(backend, x.device, x.dtype)
+    """(grad_x, grad_weight); a gradient that is not needed comes back as an empty tensor.
+
+    grad_out may come in another floating dtype than x: it is cast to x's, as autograd casts
+    a gradient to its output's dtype, so every backend receives matching dtypes.
+    """
+    geom = resolve_geometry(x, weight, None, None, stride, offset, size, (0, 0))
+    check_grad_out(geom, grad_out, x)
+    chosen = _backend(backend, x)
     # The depthwise path is exact for grad_x; grad_weight is always dense, because the
     # gradient of a diagonal weight's off-diagonal entries is not zero.
     use_depthwise = _resolve_depthwise(weight, depthwise)
-    grad_x, grad_w = backends.get(name).backward(grad_out, x, weight, geom, use_depthwise, need_input, need_weight)
+    grad_x, grad_w = chosen.backward(grad_out.to(x.dtype), x, weight, geom, use_depthwise, need_input, need_weight)
     empty = x.new_empty((0,))
     return (grad_x if grad_x is not None else empty), (grad_w if grad_w is not None else empty)
 
 
-_upsample_crop_add_backward_op = torch.library.custom_op(
-    "fcnfast::upsample_crop_add_backward", mutates_args=(), device_types="cuda"
-)(_backward_impl)
-_upsample_crop_add_backward_op.register_kernel("cpu")(_backward_impl)
+_upsample_crop_add_backward_op = _register("upsample_crop_add_backward", _backward_impl)
 
 
 @_upsample_crop_add_backward_op.register_fake
@@ -142,7 +152,8 @@ def _(grad_out, x, weight, stride, offset, size, depthwise, backend, need_input,
 def _setup_context(ctx, inputs, output):
     x, weight, bias, skip, stride, offset, size, skip_offset, depthwise, backend = inputs
     ctx.save_for_backward(x, weight)
-    ctx.args = (list(stride), list(offset), list(size), depthwise, backend)
+    # The window's size from the output: the op's size argument may be None.
+    ctx.args = (list(stride), list(offset), list(output.shape[2:]), depthwise, backend)
     ctx.skip_offset = list(skip_offset)
     ctx.skip_shape = None if skip is None else tuple(skip.shape)
 
@@ -170,7 +181,7 @@ def _backward(ctx, grad_out):
 _upsample_crop_add_op.register_autograd(_backward, setup_context=_setup_context)
 # Under autocast the head runs in fp32: its inputs arrive in fp16/bf16 while the (frozen) filters
 # stay fp32, and the heads are ~0.3% of FCN's FLOPs. The wrapper below applies the same policy
-# before validating dtypes; these rules cover direct torch.ops calls.
+# before the op's dtype checks; these rules cover direct torch.ops calls.
 _AUTOCAST_DEVICES = ("cpu", "cuda")
 for _device_type in _AUTOCAST_DEVICES:
     torch.library.register_autocast("fcnfast::upsample_crop_add", _device_type, torch.float32)
@@ -215,23 +226,20 @@ def upsample_crop_add(
 
     Under ``torch.autocast`` the op runs in float32 (its inputs are cast up) and returns float32.
     """
-    backends.check_backend_name(backend)
-    if isinstance(x, Tensor) and x.device.type in _AUTOCAST_DEVICES and torch.is_autocast_enabled(x.device.type):
+    if depthwise not in _DEPTHWISE_CODES:
+        raise TypeError(f"depthwise must be None, True or False, got {depthwise!r}")
+    # Only what the op's schema cannot carry is checked here (torch would reject a non-tensor or
+    # a float stride with its own message); the op validates the call itself, once.
+    check_tensor_types(x, weight, bias, skip)
+    if x.device.type in _AUTOCAST_DEVICES and torch.is_autocast_enabled(x.device.type):
         x, weight, skip, bias = (
             t.float() if isinstance(t, Tensor) and t.is_floating_point() else t for t in (x, weight, skip, bias)
         )
-    if depthwise not in _DEPTHWISE_CODES:
-        raise TypeError(f"depthwise must be None, True or False, got {depthwise!r}")
-    g = _geometry(x, weight, bias, skip, stride, offset, size, skip_offset)
     return torch.ops.fcnfast.upsample_crop_add(
-        x, weight, bias, skip, [g.sh, g.sw], [g.oy, g.ox], [g.H, g.W], [g.sy, g.sx],
+        x, weight, bias, skip, list(pair(stride, "stride")), list(pair(offset, "offset")),
+        None if size is None else list(pair(size, "size")), list(pair(skip_offset, "skip_offset")),
         _DEPTHWISE_CODES[depthwise], backend,
     )
 
 
-def chosen_backend(x: Tensor, backend: Optional[str] = None) -> str:
-    """The backend a call on tensors like ``x`` would run on (for reprs, logs and benchmarks)."""
-    return backends.resolve_backend(backend, x.device, x.dtype)
-
-
-__all__ = ["upsample_crop_add", "is_channel_diagonal", "clear_depthwise_cache", "chosen_backend"]
+__all__ = ["upsample_crop_add", "is_channel_diagonal", "clear_depthwise_cache"]

@@ -10,7 +10,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .geometry import IntPair, resolve_geometry
+from .geometry import Geometry, IntPair, resolve_geometry
 
 
 def upsample_crop_add_reference(
@@ -29,11 +29,17 @@ def upsample_crop_add_reference(
     Materialises the full transposed-conv output, then slices: the plain PyTorch graph
     FCN has always used. Returns a contiguous (N, Cout, H, W) tensor.
     """
-    g = resolve_geometry(x, weight, stride, offset, size, skip, skip_offset, bias)
-    full = F.conv_transpose2d(x, weight, bias, stride=(g.sh, g.sw))
-    out = full[:, :, g.oy : g.oy + g.H, g.ox : g.ox + g.W]
+    geom = resolve_geometry(x, weight, bias, skip, stride, offset, size, skip_offset)
+    return reference_window(x, weight, bias, skip, geom)
+
+
+def reference_window(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                     skip: Optional[torch.Tensor], geom: Geometry) -> torch.Tensor:
+    """:func:`upsample_crop_add_reference` for tensors already validated against ``geom``."""
+    full = F.conv_transpose2d(x, weight, bias, stride=(geom.sh, geom.sw))
+    out = full[:, :, geom.oy : geom.oy + geom.H, geom.ox : geom.ox + geom.W]
     if skip is not None:
-        out = out + skip[:, :, g.sy : g.sy + g.H, g.sx : g.sx + g.W]
+        out = out + skip[:, :, geom.sy : geom.sy + geom.H, geom.sx : geom.sx + geom.W]
     return out.contiguous()
 
 

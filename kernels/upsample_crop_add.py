@@ -32,17 +32,18 @@ either the autotuner or the bare kernel with its ``*_FIXED`` configuration
 (``FCNFAST_TRITON_AUTOTUNE``). The autotune key is the channel/kernel/stride geometry, the
 skip flag and ``TUNE_BUCKET`` = bit length of the work size (N*H*W of the output, or of the
 input for the gradients), so a tiny test call never picks the configuration used at 500x500.
-This file holds only kernels and their configurations; it imports nothing from fcnfast.
+This file holds only kernels and their configurations; it imports nothing from fcnfast
+but its own package's ``triton_interpreted``.
 """
 
 from __future__ import annotations
 
-import os
-
 import triton
 import triton.language as tl
 
-INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+from . import triton_interpreted
+
+INTERPRETED = triton_interpreted()
 
 
 def _autotune(configs, key):
@@ -147,6 +148,29 @@ def _kernel_range(i, k, s, offset, size):
     lo = tl.maximum(offset - i * s, 0)
     hi = tl.minimum(offset + size - i * s, k)
     return lo, hi
+
+
+@triton.jit
+def _plane_tile(pid, C, rows, cols, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, IDX64: tl.constexpr):
+    """The depthwise kernels' program -> (n, c, row indices, column indices) of one
+    BLOCK_R x BLOCK_C tile of the (rows, cols) plane of channel c of image n; the grid is
+    N * C * tiles_r * tiles_c programs, the column tile fastest. int64 with IDX64."""
+    tiles_r = tl.cdiv(rows, BLOCK_R)
+    tiles_c = tl.cdiv(cols, BLOCK_C)
+    tc = pid % tiles_c
+    rest = pid // tiles_c
+    tr = rest % tiles_r
+    nc = rest // tiles_r
+    n = nc // C
+    c = nc % C
+    r = tr * BLOCK_R + tl.arange(0, BLOCK_R)
+    q = tc * BLOCK_C + tl.arange(0, BLOCK_C)
+    if IDX64:
+        n = n.to(tl.int64)
+        c = c.to(tl.int64)
+        r = r.to(tl.int64)
+        q = q.to(tl.int64)
+    return n, c, r, q
 
 
 @triton.jit
@@ -268,22 +292,7 @@ def _upsample_crop_add_fwd_depthwise_kernel(
     """Depthwise path. grid = (N * C * tiles_y * tiles_x,): one (n, c) and a
     BLOCK_H x BLOCK_W window tile per program; out[n, c] reads only x[n, c] and the
     diagonal filter weight[c, c] through ``tap_range`` (<= 2x2 taps when k == 2s)."""
-    pid = tl.program_id(0)
-    tiles_y = tl.cdiv(H, BLOCK_H)
-    tiles_x = tl.cdiv(W, BLOCK_W)
-    tx = pid % tiles_x
-    rest = pid // tiles_x
-    ty = rest % tiles_y
-    nc = rest // tiles_y
-    n = nc // C
-    c = nc % C
-    h = ty * BLOCK_H + tl.arange(0, BLOCK_H)
-    w = tx * BLOCK_W + tl.arange(0, BLOCK_W)
-    if IDX64:
-        n = n.to(tl.int64)
-        c = c.to(tl.int64)
-        h = h.to(tl.int64)
-        w = w.to(tl.int64)
+    n, c, h, w = _plane_tile(tl.program_id(0), C, H, W, BLOCK_H, BLOCK_W, IDX64)
     mask_h = h < H
     mask_w = w < W
     first_y, cnt_y, k0_y = _tap_range(oy + h, kh, sh, Hin)
@@ -397,22 +406,7 @@ def _upsample_crop_add_bwd_input_depthwise_kernel(
 ):
     """Depthwise grad_x. grid = (N * C * tiles_i * tiles_j,):
     grad_x[n, c, i, j] = sum_{ky, kx in kernel_range} grad_out[n, c, i*sh+ky-oy, j*sw+kx-ox] * weight[c, c, ky, kx]."""
-    pid = tl.program_id(0)
-    tiles_i = tl.cdiv(Hin, BLOCK_I)
-    tiles_j = tl.cdiv(Win, BLOCK_J)
-    tj = pid % tiles_j
-    rest = pid // tiles_j
-    ti = rest % tiles_i
-    nc = rest // tiles_i
-    n = nc // C
-    c = nc % C
-    i = ti * BLOCK_I + tl.arange(0, BLOCK_I)
-    j = tj * BLOCK_J + tl.arange(0, BLOCK_J)
-    if IDX64:
-        n = n.to(tl.int64)
-        c = c.to(tl.int64)
-        i = i.to(tl.int64)
-        j = j.to(tl.int64)
+    n, c, i, j = _plane_tile(tl.program_id(0), C, Hin, Win, BLOCK_I, BLOCK_J, IDX64)
     mask_i = i < Hin
     mask_j = j < Win
     ky_lo, ky_hi = _kernel_range(i, kh, sh, oy, H)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import torch
 
+from fcnfast.backends import triton_interpreted
 from fcnfast.geometry import full_transposed_size
 from fcnfast.reference import bilinear_weight, upsample_crop_add_reference
 
-INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+INTERPRETED = triton_interpreted()
 
 # Error floors (relative to the output's magnitude) added to the 2x-of-PyTorch rule.
 FLOORS = {torch.float64: 1e-12, torch.float32: 2e-6, torch.float16: 1e-3, torch.bfloat16: 8e-3}

@@ -27,7 +27,7 @@ def test_autotune_switch_parses_and_rejects_bad_values(triton_launcher, monkeypa
         triton_launcher.autotune_enabled()
     monkeypatch.delenv("FCNFAST_TRITON_AUTOTUNE")
     # on by default where kernels are compiled; never under the interpreter
-    assert triton_launcher.autotune_enabled() is (not triton_launcher.INTERPRETED)
+    assert triton_launcher.autotune_enabled() is (not fcnfast.backends.triton_interpreted())
 
 
 def test_autotune_key_separates_tiny_calls_from_fcn_sizes(triton_launcher):
@@ -40,7 +40,7 @@ def test_autotune_key_separates_tiny_calls_from_fcn_sizes(triton_launcher):
     upscore8_b1 = triton_launcher.tune_bucket(1 * 500 * 500)
     upscore8_b8 = triton_launcher.tune_bucket(8 * 500 * 500)
     assert len({tiny, upscore8_b1, upscore8_b8}) == 3
-    if not triton_launcher.INTERPRETED:  # compiled: the kernels are Autotuners with that key
+    if not fcnfast.backends.triton_interpreted():  # compiled: the kernels are Autotuners with that key
         assert "TUNE_BUCKET" in K._upsample_crop_add_fwd_kernel.keys
         assert "HAS_SKIP" in K._upsample_crop_add_fwd_depthwise_kernel.keys
 

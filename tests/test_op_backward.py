@@ -92,20 +92,32 @@ def test_opcheck_including_autograd(backend):
     )
 
 
+@pytest.mark.parametrize("backend, device", backend_device_params())
+def test_grad_out_of_another_dtype_is_cast_alike_on_every_backend(backend, device):
+    """The registered backward casts grad_out to x's dtype before any backend sees it (as autograd
+    casts a gradient to its output's dtype): every backend gives the cast call's gradients."""
+    case = GRAD_CASES[1]
+    x, weight, _ = make_inputs(case, torch.float32, device)
+    grad_out = torch.randn(case.N, case.Cout, *case.out_size, dtype=torch.float64,
+                           generator=torch.Generator().manual_seed(2)).to(device)
+    args = (list(case.s), list(case.offset), list(case.out_size), 0, backend, True, True)
+    got = torch.ops.fcnfast.upsample_crop_add_backward(grad_out, x, weight, *args)
+    want = torch.ops.fcnfast.upsample_crop_add_backward(grad_out.float(), x, weight, *args)
+    for name, g, w in zip(("grad_x", "grad_weight"), got, want):
+        assert g.dtype == torch.float32, name
+        torch.testing.assert_close(g, w, rtol=1e-6, atol=1e-6, msg=lambda m: f"{backend} {name}: {m}")
+
+
 def test_frozen_weight_costs_no_weight_gradient(monkeypatch):
     seen = []
-    real_get = backends.get
+    for name in backends.BACKENDS:  # whichever the automatic choice picks
+        be = backends.get(name)
 
-    def spy(name):
-        be = real_get(name)
-
-        def backward(grad_out, x, weight, geom, depthwise, need_input, need_weight):
+        def backward(grad_out, x, weight, geom, depthwise, need_input, need_weight, _real=be.backward):
             seen.append((need_input, need_weight, depthwise))
-            return be.backward(grad_out, x, weight, geom, depthwise, need_input, need_weight)
+            return _real(grad_out, x, weight, geom, depthwise, need_input, need_weight)
 
-        return be._replace(backward=backward)
-
-    monkeypatch.setattr(backends, "get", spy)
+        monkeypatch.setattr(be, "backward", backward)
     head = fcnfast.UpsampleCropAdd(4, 4, 4, 2, skip_offset=1)  # frozen bilinear filters
     x = torch.randn(1, 4, 5, 5, requires_grad=True)
     head(x).sum().backward()

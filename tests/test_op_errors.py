@@ -5,6 +5,7 @@ import torch
 
 import fcnfast
 from fcnfast.backends import resolve_backend
+from fcnfast.geometry import check_grad_out, resolve_geometry
 
 from conftest import backend_device_params
 
@@ -81,6 +82,25 @@ def test_registered_op_called_directly_still_validates(name):
         torch.ops.fcnfast.upsample_crop_add(
             x, w, kw.get("bias"), kw.get("skip"), [2, 2], offset, list(size), [so, so], -1, None
         )
+
+
+@pytest.mark.parametrize("fault, exc, pattern", [
+    (lambda g: g[..., :-1], ValueError, r"grad_out must have the output's shape \(2, 4, 10, 12\), got \(2, 4, 10, 11\)"),
+    (lambda g: g.long(), TypeError, r"grad_out has dtype torch.int64"),
+], ids=["shape", "integer"])
+def test_registered_backward_validates_grad_out(fault, exc, pattern):
+    x, w, _, _ = _good()
+    grad_out = fault(torch.randn(2, 4, 10, 12))
+    with pytest.raises(exc, match=pattern):
+        torch.ops.fcnfast.upsample_crop_add_backward(grad_out, x, w, [2, 2], [0, 0], [10, 12], -1, None, True, True)
+
+
+def test_grad_out_on_another_device_is_refused():
+    # Through torch.ops a meta grad_out dispatches to the fake kernel, so the check is called itself.
+    x, w, _, _ = _good()
+    geom = resolve_geometry(x, w, None, None, 2, 0, None, 0)
+    with pytest.raises(ValueError, match="grad_out is on meta but x is on cpu"):
+        check_grad_out(geom, torch.empty(2, 4, 10, 12, device="meta"), x)
 
 
 def test_unknown_backend():

@@ -1,5 +1,6 @@
-// fcnfast._C: pybind11 bindings of the C++ CPU kernels. Called only from fcnfast/backends/cpp.py,
-// which validates tensors and passes data pointers, element strides and a dtype code.
+// fcnfast._C: pybind11 bindings of the C++ CPU kernels. Called only from the cpp backend
+// (fcnfast/backends/cpp.py, launching through fcnfast/backends/_abi.py), which checks tensors
+// and passes data pointers, element strides and a dtype code.
 #include "fcnfast/bindings.h"
 #include "fcnfast/upsample_crop_add.h"
 

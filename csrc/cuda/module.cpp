@@ -1,6 +1,7 @@
-// fcnfast._cuda: pybind11 bindings of the CUDA C++ kernels. Called only from fcnfast/backends/cuda.py,
-// which validates tensors and passes device pointers, element strides, a dtype code and
-// the raw cudaStream_t of PyTorch's current stream.
+// fcnfast._cuda: pybind11 bindings of the CUDA C++ kernels. Called only from the cuda backend
+// (fcnfast/backends/cuda.py, launching through fcnfast/backends/_abi.py), which checks tensors
+// and passes device pointers, element strides, a dtype code and the raw cudaStream_t of
+// PyTorch's current stream.
 #include "fcnfast/bindings.h"
 #include "fcnfast/upsample_crop_add.h"
 
