@@ -14,6 +14,7 @@ without a GPU. cudart is linked statically, so ``import fcnfast._cuda`` works (a
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -25,7 +26,8 @@ from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).parent.resolve()
 CSRC = ROOT / "csrc"
-VERSION = "0.1.0"
+# fcnfast/_version.py is the one place the version is written; read as text (importing fcnfast needs torch)
+VERSION = re.search(r'__version__ = "([^"]+)"', (ROOT / "fcnfast" / "_version.py").read_text()).group(1)
 
 
 def _env_flag(name: str):

@@ -9,9 +9,8 @@ from .backends import available_backends
 from .models import FCN8s, FCN8sAtOnce, FCN16s, FCN32s, build_model, load_weights, vgg16_init
 from .nn import UpsampleCropAdd
 from .ops import is_channel_diagonal, upsample_crop_add
+from ._version import __version__
 from .optimize import OptimizedFCN, optimize
-
-__version__ = "0.1.0"
 
 __all__ = [
     "upsample_crop_add",

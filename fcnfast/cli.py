@@ -11,12 +11,13 @@ import importlib
 import sys
 from typing import List, Optional
 
+from ._version import __version__
+
 # Subcommand modules in the order ``fcnfast --help`` lists them.
 COMMANDS = ("info", "bench", "segment", "train", "evaluate", "make_toy_dataset")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
 
     parser = argparse.ArgumentParser(
         prog="fcnfast", description="Fast, exact FCN semantic segmentation with fused head kernels."

@@ -1,6 +1,6 @@
 """VOC-format segmentation data: loading, Caffe preprocessing, augmentation, batching, toy data.
 
-Preprocessing (DESIGN §6, the Caffe FCN models' input): RGB uint8 -> BGR float32, minus the
+Preprocessing (docs/design.md §6, the Caffe FCN models' input): RGB uint8 -> BGR float32, minus the
 per-channel mean ``MEAN_BGR`` (B, G, R order), as a CHW tensor. Labels are int64 H×W tensors
 whose values are class indices 0..n-1 or 255 (ignore / object boundary, as in VOC).
 

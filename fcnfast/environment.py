@@ -13,6 +13,7 @@ from typing import List, Optional
 
 import torch
 
+from ._version import __version__
 from .backends import _extensions  # the loader that knows why a compiled module did not load
 from .backends import available_backends, resolve_backend
 
@@ -94,7 +95,6 @@ def probe(device: str) -> dict:
     cudnn and the TF32 switches (CUDA only), extensions, backends ({name: {available, reason}})
     and auto_backend_float32 ({device type: the backend an unforced float32 call picks}).
     """
-    from . import __version__
 
     info = {
         "device": device,

@@ -1,4 +1,4 @@
-"""The FCN paper's segmentation metrics, accumulated in one confusion matrix (DESIGN §7).
+"""The FCN paper's segmentation metrics, accumulated in one confusion matrix (docs/design.md §9).
 
 One :class:`ConfusionMatrix` is fed every (prediction, ground truth) pair of a dataset and
 the metrics are computed once at the end, from the summed matrix — never averaged per image:

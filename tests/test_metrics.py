@@ -1,4 +1,4 @@
-"""fcnfast.metrics: the paper's confusion-matrix metrics (DESIGN §7)."""
+"""fcnfast.metrics: the paper's confusion-matrix metrics (docs/design.md §9)."""
 
 import math
 

@@ -50,7 +50,7 @@ def _intermediate_shapes(model, H, W):
 
 @pytest.mark.parametrize("H", [1, 2, 31, 32, 33, 224, 333, 500, 512, 1024, 1100])
 def test_fcn8s_intermediate_sizes_follow_caffe_formulas(meta_models, H):
-    """DESIGN.md §6: with n = H + 198, S = ceil(n/32) - 6 and every crop fits."""
+    """docs/design.md §6: with n = H + 198, S = ceil(n/32) - 6 and every crop fits."""
     shapes = _intermediate_shapes(meta_models["FCN8s"], H, H)
     n = H + 198
     S = math.ceil(n / 32) - 6

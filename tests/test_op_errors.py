@@ -1,4 +1,4 @@
-"""Every bad input of DESIGN.md §3 raises the documented exception, on every backend, before any launch."""
+"""Every bad input of docs/design.md §2 and §7 raises the documented exception, on every backend, before any launch."""
 
 import pytest
 import torch

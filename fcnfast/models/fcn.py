@@ -1,4 +1,4 @@
-"""FCN-32s / 16s / 8s / 8s-at-once with the exact Caffe geometry (DESIGN.md §6), built from
+"""FCN-32s / 16s / 8s / 8s-at-once with the exact Caffe geometry (docs/design.md §6), built from
 :mod:`fcnfast.models.layout`.
 
 Layer names are Caffe's (and pytorch-fcn's), so their state dicts load with ``strict=True``.

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
+from .._version import __version__
 from ..checkpoints import read_checkpoint
 from ..evaluation import json_safe
 from .config import PRESET_FIELDS, RUNTIME_FIELDS, TrainConfig, TrainingError
@@ -54,7 +55,6 @@ def make_checkpoint(config: TrainConfig, progress: Progress, *, model_state: Map
                     optim_state: Mapping[str, Any], scaler_state: Optional[Mapping[str, Any]],
                     world_size: int, global_batch: int) -> Dict[str, Any]:
     """The dict a run saves (see the module docstring); ``scaler_state`` None leaves it out."""
-    from fcnfast import __version__
 
     ckpt: Dict[str, Any] = {
         "format": FORMAT,
