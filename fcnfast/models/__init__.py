@@ -6,6 +6,7 @@ Layers flow one way: ``layout`` (the declared geometry) -> ``weights`` (checkpoi
 registry.
 """
 
+from .caffe_convert import convert_caffemodel, load_caffemodel
 from .fcn import FCN, FCN8s, FCN8sAtOnce, FCN16s, FCN32s
 from .registry import (
     DEFAULT_MODEL, MODEL_NAMES, MODELS, build_model, canonical_model_name, lookup_model_name, model_class,
@@ -16,5 +17,5 @@ from .weights import load_weights, read_state_dict, unwrap_state_dict, vgg16_ini
 __all__ = [
     "FCN", "FCN32s", "FCN16s", "FCN8s", "FCN8sAtOnce", "MODELS", "MODEL_NAMES", "DEFAULT_MODEL", "build_model",
     "canonical_model_name", "lookup_model_name", "model_class", "model_layout", "model_name_of",
-    "load_weights", "read_state_dict", "unwrap_state_dict", "vgg16_init",
+    "load_weights", "read_state_dict", "unwrap_state_dict", "vgg16_init", "convert_caffemodel", "load_caffemodel",
 ]

@@ -135,7 +135,8 @@ class FCN(nn.Module):
                     f"{layout.name} expects a (N, {stream.channels}, H, W) {'+'.join(stream.modalities)} batch, "
                     f"got shape {tuple(x.shape)}"
                 )
-        if len({tuple(x.shape[:1]) + tuple(x.shape[2:]) for x in inputs}) > 1:
+        first = inputs[0]  # compared with ==, not hashed: shapes may be symbolic under torch.compile/export
+        if any(x.shape[0] != first.shape[0] or x.shape[2:] != first.shape[2:] for x in inputs[1:]):
             raise ValueError(f"{layout.name}: the inputs differ in batch or size: {[tuple(x.shape) for x in inputs]}")
 
     def forward(self, *inputs: Tensor) -> Union[Tensor, Tuple[Tensor, ...]]:
