@@ -1,12 +1,16 @@
-"""fcnfast: exact FCN-32s/16s/8s semantic segmentation with fused upsample + skip + crop kernels.
+"""fcnfast: exact FCN semantic segmentation (every network of the FCN release) with fused
+upsample + skip + crop kernels.
 
     import fcnfast
     model = fcnfast.FCN8s().eval()          # Caffe geometry, fused heads on the best backend
+    nets = fcnfast.build_model("siftflow-fcn16s"), fcnfast.load_caffemodel("fcn8s-heavy-pascal.caffemodel", "voc-fcn8s")
     out = fcnfast.upsample_crop_add(x, w, 8, offset=31, size=(500, 500), skip=s, skip_offset=9)
 """
 
 from .backends import available_backends
-from .models import FCN8s, FCN8sAtOnce, FCN16s, FCN32s, build_model, load_weights, vgg16_init
+from .models import (
+    FCN8s, FCN8sAtOnce, FCN16s, FCN32s, build_model, convert_caffemodel, load_caffemodel, load_weights, vgg16_init,
+)
 from .nn import UpsampleCropAdd
 from .ops import is_channel_diagonal, upsample_crop_add
 from ._version import __version__
@@ -23,6 +27,8 @@ __all__ = [
     "FCN8sAtOnce",
     "build_model",
     "load_weights",
+    "load_caffemodel",
+    "convert_caffemodel",
     "vgg16_init",
     "optimize",
     "OptimizedFCN",

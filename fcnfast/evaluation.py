@@ -1,8 +1,9 @@
 """Scoring a model with the paper's metrics, and writing its predictions as palette PNGs.
 
 Used by ``fcnfast evaluate`` (:func:`evaluate_checkpoint`) and by training's validation
-(:func:`evaluate` over :func:`eval_loader`). One confusion matrix per evaluation, summed over
-ranks when torch.distributed is initialised, so each rank can score its own shard.
+(:func:`evaluate` over :func:`eval_loader`). One confusion matrix per output (the two heads of
+the SIFT Flow networks are scored separately) and evaluation, summed over ranks when
+torch.distributed is initialised, so each rank can score its own shard.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from torch import Tensor, nn
 
 from .amp import AMP_DTYPES, autocast
 from .checkpoints import read_checkpoint
-from .data import VOCSegmentation, class_names_for, pad_collate
+from .datasets import SegmentationDataset, dataset_class, open_dataset, pad_collate
 from .devices import resolve_device
 from .images import save_label_png
 from .metrics import ConfusionMatrix
-from .models import DEFAULT_MODEL, build_model, canonical_model_name, load_weights, lookup_model_name
+from .models import DEFAULT_MODEL, build_model, canonical_model_name, load_weights, lookup_model_name, model_layout
+from .paper_results import paper_scores
 from .wrappers import unwrap_model
 
 __all__ = [
@@ -32,6 +34,8 @@ __all__ = [
     "evaluate",
     "evaluate_checkpoint",
     "json_safe",
+    "run_model",
+    "check_dataset_fits",
 ]
 
 #: The paper's four scores, in the order logs and reports list them (fractions in [0, 1]).
@@ -64,9 +68,9 @@ def json_safe(value: Any) -> Any:
 
 
 class _NamedSamples(torch.utils.data.Dataset):
-    """(image, label, id) for the samples ``indices`` of a VOC split (a rank's validation shard)."""
+    """(image, label, id) for the samples ``indices`` of a split (a rank's validation shard)."""
 
-    def __init__(self, base: VOCSegmentation, indices: Sequence[int]) -> None:
+    def __init__(self, base: SegmentationDataset, indices: Sequence[int]) -> None:
         self.base, self.indices = base, list(indices)
 
     def __len__(self) -> int:
@@ -83,7 +87,7 @@ def _named_collate(batch):
     return images, labels, sizes, [b[2] for b in batch]
 
 
-def eval_loader(dataset: VOCSegmentation, *, rank: int = 0, world_size: int = 1, num_workers: int = 0,
+def eval_loader(dataset: SegmentationDataset, *, rank: int = 0, world_size: int = 1, num_workers: int = 0,
                 pin_memory: bool = False) -> torch.utils.data.DataLoader:
     """Batch-1 loader over this rank's shard (``range(rank, n, world_size)``) yielding
     ``(image, label, sizes, names)``. Batch 1 because FCN's output depends on padding."""
@@ -112,36 +116,68 @@ def _unpack_batch(batch: Any) -> Tuple[Tensor, Tensor, List[Tuple[int, int]], Op
     return images, labels, [tuple(int(v) for v in s) for s in sizes], names
 
 
+def run_model(model: nn.Module, images: Tensor) -> Tuple[Tensor, ...]:
+    """``model``'s outputs for a batch as datasets deliver it, always a tuple (one per head): an
+    fcnfast FCN gets the batch split into its inputs (colour and HHA for the two-stream network)."""
+    net = unwrap_model(model)
+    inputs = net.split_input(images) if hasattr(net, "split_input") else (images,)
+    out = model(*inputs)
+    return out if isinstance(out, tuple) else (out,)
+
+
+def _task_labels(model: nn.Module, count: int) -> Tuple[str, ...]:
+    layout = getattr(unwrap_model(model), "layout", None)
+    if layout is not None and len(layout.labels) == count:
+        return layout.labels
+    return ("semantic",) if count == 1 else tuple(f"output{i}" for i in range(count))
+
+
+def _scores(cm: ConfusionMatrix) -> Dict[str, Any]:
+    m = cm.compute()
+    return {**{k: m[k] for k in METRIC_NAMES}, "iu": [float(v) for v in m["iu"]],
+            "acc": [float(v) for v in m["acc"]], "pixels": int(cm.hist.sum())}
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
     loader: Any,
-    num_classes: int,
+    num_classes: Union[int, Sequence[int]],
     device: Union[str, torch.device] = "cpu",
     *,
     amp: Optional[str] = None,
     predictions_dir: Optional[os.PathLike] = None,
     progress: bool = False,
 ) -> Dict[str, Any]:
-    """The paper's metrics over ``loader``, from one confusion matrix (summed over ranks when
-    torch.distributed is initialised, so each rank can pass its own shard).
+    """The paper's metrics over ``loader``, from one confusion matrix per output (summed over ranks
+    when torch.distributed is initialised, so each rank can pass its own shard).
 
     ``model`` runs without its DDP / torch.compile wrappers (:func:`fcnfast.wrappers.unwrap_model`),
-    in eval mode; its train/eval mode is restored afterwards. ``loader`` yields ``(images, labels)``,
-    ``(images, labels, sizes)`` (``pad_collate``) or ``(images, labels, sizes, names)``;
-    predictions are cropped to ``sizes``. With ``predictions_dir``, each prediction is written
-    there by :func:`fcnfast.images.save_label_png` as ``{name}.png`` (or a running number).
-    Returns ``pixel_acc``, ``mean_acc``, ``mean_iu``, ``fw_iu`` (fractions), per-class ``iu``
-    and ``acc`` lists, and ``pixels`` (counted).
+    in eval mode; its train/eval mode is restored afterwards; an fcnfast FCN gets each batch split
+    into its inputs (:func:`run_model`). ``loader`` yields ``(images, labels)``,
+    ``(images, labels, sizes)`` (``pad_collate``) or ``(images, labels, sizes, names)``, labels
+    (N, H, W) for one output or (N, T, H, W) for T; predictions are cropped to ``sizes``.
+    ``num_classes``: an int, or one per output. With ``predictions_dir``, each prediction is
+    written there by :func:`fcnfast.images.save_label_png` as ``{name}.png`` (or a running
+    number), in a subfolder per label set when there are several.
+
+    Returns the first output's ``pixel_acc``, ``mean_acc``, ``mean_iu``, ``fw_iu`` (fractions),
+    per-class ``iu`` and ``acc`` lists and ``pixels`` (counted), and under ``tasks`` the same
+    per output, keyed by label set ("semantic", "geometric").
     """
     device = torch.device(device)
+    counts = [num_classes] if isinstance(num_classes, int) else list(num_classes)
     # Unwrapped because DDP's forward would sync buffers across ranks whose shards differ in length.
     net = unwrap_model(model)
     was_training = net.training
     net.eval()
-    cm = ConfusionMatrix(num_classes, device=device)
+    labels_of = _task_labels(net, len(counts))
+    matrices = [ConfusionMatrix(n, device=device) for n in counts]
+    folders: List[Optional[Path]] = [None] * len(counts)
     if predictions_dir is not None:
-        Path(predictions_dir).mkdir(parents=True, exist_ok=True)
+        folders = [Path(predictions_dir) / (lab if len(counts) > 1 else "") for lab in labels_of]
+        for folder in folders:
+            folder.mkdir(parents=True, exist_ok=True)
     counter = 0
     iterable = loader
     if progress:
@@ -153,25 +189,29 @@ def evaluate(
             images, labels, sizes, names = _unpack_batch(batch)
             images = images.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
+            if len(counts) == 1 and labels.dim() == 3:
+                labels = labels[:, None]
             with autocast(device, amp):
-                scores = net(images)
-            pred = scores.argmax(1)
-            for k, (h, w) in enumerate(sizes):
-                p = pred[k, :h, :w]
-                cm.update(p, labels[k, :h, :w])
-                if predictions_dir is not None:
-                    name = names[k] if names is not None else f"{counter:06d}"
-                    save_label_png(Path(predictions_dir) / f"{name}.png", p)
-                counter += 1
+                outputs = run_model(net, images)
+            if len(outputs) != len(counts) or labels.shape[1] != len(counts):
+                raise ValueError(f"the model has {len(outputs)} output(s) and the labels {labels.shape[1]} set(s); "
+                                 f"num_classes names {len(counts)}")
+            for t, (scores, cm, folder) in enumerate(zip(outputs, matrices, folders)):
+                pred = scores.argmax(1)
+                for k, (h, w) in enumerate(sizes):
+                    p = pred[k, :h, :w]
+                    cm.update(p, labels[k, t, :h, :w])
+                    if folder is not None:
+                        name = names[k] if names is not None else f"{counter + k:06d}"
+                        save_label_png(folder / f"{name}.png", p)
+            counter += len(sizes)
     finally:
         net.train(was_training)
-    cm.all_reduce()
-    m = cm.compute()
-    return {
-        **{k: m[k] for k in METRIC_NAMES},
-        "iu": [float(v) for v in m["iu"]], "acc": [float(v) for v in m["acc"]],
-        "pixels": int(cm.hist.sum()),
-    }
+    tasks = {}
+    for label, cm in zip(labels_of, matrices):
+        cm.all_reduce()
+        tasks[label] = _scores(cm)
+    return {**tasks[labels_of[0]], "tasks": tasks}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -179,20 +219,49 @@ def evaluate(
 # ----------------------------------------------------------------------------------------------
 
 
-def _infer_num_classes(state: Mapping[str, Any]) -> Optional[int]:
-    for key in ("score_fr.weight", "module.score_fr.weight"):
-        if key in state and isinstance(state[key], Tensor):
-            return int(state[key].shape[0])
-    return None
+def _infer_num_classes(state: Mapping[str, Any], name: str) -> Optional[Union[int, List[int]]]:
+    """Rows of the checkpoint's first score layer per output of model ``name``."""
+    layout = model_layout(name)
+    counts = []
+    for task in layout.tasks:
+        key = f"{layout.score_name(task, layout.streams[0])}.weight"
+        weight = state.get(key, state.get(f"module.{key}"))
+        if not isinstance(weight, Tensor):
+            return None
+        counts.append(int(weight.shape[0]))
+    return counts[0] if len(counts) == 1 else counts
+
+
+def check_dataset_fits(model: str, dataset: str) -> None:
+    """ValueError when the reader of ``dataset`` lacks an input or label set model ``model`` takes
+    (a SIFT Flow network's geometric labels on VOC); also for an unknown dataset."""
+    layout, reader = model_layout(model), dataset_class(dataset)
+    lacking = [label for label in layout.labels if label not in reader.label_classes] + [
+        m for m in layout.modalities if m not in reader.modalities_available]
+    if lacking:
+        raise ValueError(f"{model} needs {', '.join(lacking)} that the {dataset} dataset does not have (it has "
+                         f"{', '.join((*reader.modalities_available, *reader.label_classes))})")
+
+
+def _with_paper(name: str, dataset: str, classes: Tuple[int, ...], metrics: Dict[str, Any]) -> Dict[str, Any]:
+    """The published scores beside each output's, where the network runs on the data it was published
+    on (its dataset and class counts)."""
+    layout = model_layout(name)
+    same = dataset == layout.dataset and classes == tuple(t.num_classes for t in layout.tasks)
+    for label, scores in metrics["tasks"].items():
+        paper = paper_scores(name, label) if same else None
+        scores["paper"] = None if paper is None else paper._asdict()
+    return metrics
 
 
 def evaluate_checkpoint(
     data: str,
     checkpoint: str,
     *,
-    split: str = "val",
+    split: Optional[str] = None,
     model: Optional[str] = None,
-    num_classes: Optional[int] = None,
+    dataset: Optional[str] = None,
+    num_classes: Optional[Union[int, Sequence[int]]] = None,
     predictions_dir: Optional[str] = None,
     backend: Optional[str] = None,
     device: Union[str, torch.device] = "auto",
@@ -200,14 +269,16 @@ def evaluate_checkpoint(
     num_workers: int = 0,
     progress: bool = False,
 ) -> Dict[str, Any]:
-    """Load ``checkpoint`` (a training checkpoint or a plain FCN state dict) and evaluate it on
-    ``data``/``split``. Model: ``model``, else the checkpoint's ``arch``, else fcn8s; classes:
-    ``num_classes``, else the checkpoint's, else score_fr's rows; ``device`` as
-    :func:`fcnfast.devices.resolve_device` takes it. Adds ``arch``, ``num_classes``,
-    ``class_names`` and ``images`` to the metrics dict.
+    """Load ``checkpoint`` (a training checkpoint, a converted caffemodel or a plain FCN state dict)
+    and evaluate it on ``data``/``split`` of ``dataset``. Model: ``model``, else the checkpoint's
+    ``arch``, else voc-fcn8s; dataset: ``dataset``, else the model's; split: the dataset's
+    validation split unless given; classes: ``num_classes``, else the checkpoint's, else its score
+    layers' rows; ``device`` as :func:`fcnfast.devices.resolve_device` takes it. Adds ``arch``,
+    ``dataset``, ``split``, ``num_classes``, ``class_names`` (per label set under ``tasks``, with
+    the paper's published scores under ``paper`` where there are some) and ``images``.
 
     Raises EvaluationError naming the problem: no data directory, a missing or unreadable
-    checkpoint, one that does not fit the model, an unknown model, amp or device, a bad image.
+    checkpoint, one that does not fit the model, an unknown model, dataset, amp or device, a bad image.
     """
     if not Path(data).is_dir():
         raise EvaluationError(f"data directory not found: {data}")
@@ -220,29 +291,40 @@ def evaluate_checkpoint(
     arch = lookup_model_name(arch) if isinstance(arch, str) else None  # fcnfast's or pytorch-fcn's name
     try:
         name = canonical_model_name(model or arch or DEFAULT_MODEL)
+        dataset = dataset or model_layout(name).dataset
+        check_dataset_fits(name, dataset)
+        reader = dataset_class(dataset)
     except ValueError as exc:
         raise EvaluationError(str(exc)) from None
     if model is not None and arch is not None and name != arch:
         raise EvaluationError(f"checkpoint {checkpoint} was trained as {arch}, not {name} "
                               f"(drop --model or pass --model {arch})")
-    n = num_classes or ckpt.get("num_classes") or _infer_num_classes(state) or 21
+    layout = model_layout(name)
+    n = num_classes or ckpt.get("num_classes") or _infer_num_classes(state, name)
     if amp is not None and amp not in AMP_DTYPES:
         raise EvaluationError(f"amp must be one of {tuple(AMP_DTYPES)}, got {amp!r}")
+    split = split or reader.default_splits[1]
     try:
         dev = resolve_device(device, local_rank=0)
-        dataset = VOCSegmentation(data, split, num_classes=n)
+        data_set = open_dataset(dataset, data, split, modalities=layout.modalities, labels=layout.labels,
+                                num_classes=n)
+        net = build_model(name, tuple(data_set.class_counts) if len(layout.tasks) > 1 else data_set.class_counts[0],
+                          backend)
     except (FileNotFoundError, ValueError) as exc:
         raise EvaluationError(str(exc)) from exc
-    net = build_model(name, n, backend)
     try:
         load_weights(net, state)
     except (ValueError, TypeError) as exc:
         raise EvaluationError(f"checkpoint {checkpoint}: {exc}") from exc
     net.to(dev)
-    loader = eval_loader(dataset, num_workers=num_workers, pin_memory=dev.type == "cuda")
+    loader = eval_loader(data_set, num_workers=num_workers, pin_memory=dev.type == "cuda")
     try:
-        metrics = evaluate(net, loader, n, dev, amp=amp, predictions_dir=predictions_dir, progress=progress)
+        metrics = evaluate(net, loader, list(data_set.class_counts), dev, amp=amp, predictions_dir=predictions_dir,
+                           progress=progress)
     except ValueError as exc:  # an unreadable image or label names its file
         raise EvaluationError(str(exc)) from exc
-    metrics.update(arch=name, num_classes=n, class_names=list(class_names_for(n)), images=len(dataset))
-    return metrics
+    for label, scores in metrics["tasks"].items():
+        scores["class_names"] = list(data_set.names_of(label))
+    metrics.update(arch=name, dataset=dataset, split=split, num_classes=net.num_classes,
+                   class_names=list(data_set.class_names), images=len(data_set))
+    return _with_paper(name, dataset, tuple(data_set.class_counts), metrics)

@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from .backends import check_backend_name, resolve_backend
-from .models.fcn import _FCNBase
+from .models.fcn import FCN
 from .models.layout import (
     LAYOUTS, POOL_KERNEL, POOL_STRIDE, SCALED_POOLS, VGG16_BLOCKS, ModelLayout, at_once_pair, pool_scale_attr,
 )
@@ -53,8 +53,10 @@ from .wrappers import unwrap_model
 
 __all__ = ["optimize", "OptimizedFCN", "detect_variant"]
 
-# Variants without at-once scales, most heads first: a foreign module is the first whose heads it has.
-_PLAIN_BY_HEADS = sorted((lay for lay in LAYOUTS.values() if not lay.at_once), key=lambda lay: -len(lay.heads))
+# Variants a pytorch-fcn style module can be (one RGB trunk, one score map, no at-once scales), most
+# heads first; a foreign module is the first whose heads it has (the VOC layouts come first).
+_PLAIN_BY_HEADS = sorted((lay for lay in LAYOUTS.values() if lay.plain and not lay.at_once),
+                         key=lambda lay: -len(lay.heads))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -70,7 +72,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
-def detect_variant(model: nn.Module, at_once: Optional[bool] = None) -> Tuple[Type[_FCNBase], Tuple[float, float]]:
+def detect_variant(model: nn.Module, at_once: Optional[bool] = None) -> Tuple[Type[FCN], Tuple[float, float]]:
     """(fcnfast class, (pool4 scale, pool3 scale)) for an fcnfast or pytorch-fcn style FCN.
 
     The variant comes from the attributes (``upscore8`` -> FCN-8s, ``upscore16`` -> FCN-16s,
@@ -119,11 +121,22 @@ def _foreign_layout(model: nn.Module) -> ModelLayout:
     )
 
 
+def _check_supported(layout: ModelLayout) -> None:
+    """optimize() runs one input through to one output: the two-stream and two-headed release
+    networks run as they are (their heads already use the fused op)."""
+    if len(layout.streams) > 1 or len(layout.tasks) > 1:
+        shape = (f"{len(layout.streams)} inputs ({', '.join('+'.join(s.modalities) for s in layout.streams)})"
+                 if len(layout.streams) > 1 else f"{len(layout.tasks)} outputs ({', '.join(layout.labels)})")
+        raise ValueError(f"optimize() does not accelerate {layout.name}: it takes one input and returns one score "
+                         f"map, and {layout.name} has {shape}; run the model itself, whose head stages already "
+                         f"use the fused op")
+
+
 def _describe(m: nn.Module) -> str:
     return f"{type(m).__name__}({m.extra_repr()})"
 
 
-def _check_foreign_layout(model: nn.Module, target: _FCNBase, num_classes: int) -> None:
+def _check_foreign_layout(model: nn.Module, target: FCN, num_classes: int) -> None:
     """Every layer a pytorch-fcn style module holds must have the Caffe geometry of ``target``."""
     problems: List[str] = []
     for name in target.layout.conv_layers:
@@ -174,7 +187,7 @@ def _check_foreign_layout(model: nn.Module, target: _FCNBase, num_classes: int) 
 
 def _num_classes(model: nn.Module) -> int:
     score_fr = getattr(model, "score_fr", None)
-    if isinstance(model, _FCNBase):
+    if isinstance(model, FCN):
         return model.num_classes
     if not isinstance(score_fr, nn.Conv2d):
         raise ValueError(f"{type(model).__name__} has no score_fr nn.Conv2d; cannot tell the number of classes")
@@ -255,10 +268,11 @@ def _optimize(model, *, backend, dtype, channels_last, cuda_graph, at_once) -> O
         raise TypeError(f"cuda_graph must be a bool, got {cuda_graph!r}")
     source = _unwrap(model)
     cls, scales = detect_variant(source, at_once)
+    _check_supported(cls.layout)
     num_classes = _num_classes(source)
     with torch.device("meta"):
         target = cls(num_classes=num_classes, backend=backend)
-    if not isinstance(source, _FCNBase):
+    if not isinstance(source, FCN):
         _check_foreign_layout(source, target, num_classes)
     device = _model_device(source)
     if device.type == "meta":

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from .backends import resolve_backend
 from .geometry import SUPPORTED_DTYPES as FLOAT_DTYPES  # the heads' dtypes are the model's
-from .models.fcn import _FCNBase
+from .models.fcn import FCN
 
 __all__ = ["OptimizedFCN", "FLOAT_DTYPES"]
 
@@ -34,7 +34,7 @@ class OptimizedFCN(nn.Module):
 
     def __init__(
         self,
-        model: _FCNBase,
+        model: FCN,
         *,
         channels_last: bool,
         cuda_graph: bool,
@@ -92,13 +92,16 @@ class OptimizedFCN(nn.Module):
     def _check_input(self, x: Tensor) -> None:
         if not isinstance(x, Tensor):
             raise TypeError(f"OptimizedFCN expects a torch.Tensor image batch, got {type(x).__name__}")
+        channels = self.model.layout.input_channels[0]
         if x.dim() != 4:
             hint = "; add a batch dimension with x[None]" if x.dim() == 3 else ""
-            raise ValueError(f"OptimizedFCN expects a (N, 3, H, W) image batch, got shape {tuple(x.shape)}{hint}")
-        if x.shape[1] != 3:
             raise ValueError(
-                f"OptimizedFCN expects 3 input channels (BGR minus mean, see fcnfast.data.preprocess), "
-                f"got shape {tuple(x.shape)}"
+                f"OptimizedFCN expects a (N, {channels}, H, W) image batch, got shape {tuple(x.shape)}{hint}")
+        if x.shape[1] != channels:
+            what = "+".join(self.model.layout.modalities)
+            raise ValueError(
+                f"OptimizedFCN expects {channels} input channels ({what}, minus the mean; see "
+                f"fcnfast.data.preprocess), got shape {tuple(x.shape)}"
             )
         if x.shape[2] < 1 or x.shape[3] < 1:
             raise ValueError(f"OptimizedFCN expects H, W >= 1, got shape {tuple(x.shape)}")

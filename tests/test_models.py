@@ -268,5 +268,5 @@ def test_bad_model_inputs():
         FCN8s(backend="tpu")
     with pytest.raises(ValueError, match="unknown model"):
         build_model("fcn4s")
-    assert set(MODELS) == {"fcn32s", "fcn16s", "fcn8s", "fcn8s-atonce"}
+    assert {"voc-fcn32s", "voc-fcn16s", "voc-fcn8s", "voc-fcn8s-atonce"} <= set(MODELS)
     assert isinstance(build_model("FCN8s_atonce"), FCN8sAtOnce)

@@ -79,12 +79,16 @@ def backbone_features(shared_state, x):
     """(pool3, pool4, fc7 output) of the shared backbone: identical for every model in this file."""
     model = _fcnfast_model(FCN8s, shared_state)
     with torch.inference_mode():
-        return model._backbone(x)
+        taps, h = model._trunk(model.layout.streams[0], x)
+    return taps[3], taps[4], h
 
 
-def _reference_output(model, x, features, method="_backbone"):
-    """``model(x)`` -- its own forward -- with the (shared, already computed) backbone step cached."""
-    setattr(model, method, lambda inp: features)
+def _reference_output(model, x, features, method="_trunk"):
+    """``model(x)`` -- its own forward -- with the (shared, already computed) backbone step cached:
+    fcnfast's ``_trunk(stream, x)`` or pytorch-fcn's ``_features(x)``."""
+    pool3, pool4, h = features
+    cached = (lambda stream, inp: ({3: pool3, 4: pool4}, h)) if method == "_trunk" else (lambda inp: features)
+    setattr(model, method, cached)
     try:
         with torch.inference_mode():
             return model(x)

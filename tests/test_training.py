@@ -114,7 +114,7 @@ def test_train_lowers_loss_and_writes_checkpoint_and_log(base_run):
         assert all(0.0 <= r[k] <= 1.0 for k in T.METRIC_NAMES)
 
     ckpt = torch.load(base_run / "checkpoint.pth", map_location="cpu", weights_only=True, mmap=True)
-    assert ckpt["iteration"] == ITERATIONS and ckpt["arch"] == "fcn32s" and ckpt["num_classes"] == NUM_CLASSES
+    assert ckpt["iteration"] == ITERATIONS and ckpt["arch"] == "voc-fcn32s" and ckpt["num_classes"] == NUM_CLASSES
     assert {"model_state_dict", "optim_state_dict", "best_mean_iu", "config"} <= set(ckpt)
     assert ckpt["config"]["preset"] == "modern" and ckpt["config"]["lr"] == 0.02
     json.dumps(ckpt["config"])  # JSON-safe
@@ -247,7 +247,7 @@ def test_evaluate_prints_metrics_and_writes_palette_pngs(toy, base_run, tmp_path
         assert label in text, text
     ckpt = T.read_checkpoint(base_run / "checkpoint.pth")
     mean_iu_line = next(l for l in text.splitlines() if l.startswith("mean IU"))
-    assert float(mean_iu_line.split()[-1]) == pytest.approx(100 * ckpt["metrics"]["mean_iu"], abs=0.006)
+    assert float(mean_iu_line.split()[2]) == pytest.approx(100 * ckpt["metrics"]["mean_iu"], abs=0.006)
 
     ids = (toy / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
     assert sorted(p.stem for p in preds.glob("*.png")) == sorted(ids)
@@ -302,7 +302,7 @@ def test_truncated_checkpoint_is_reported(base_run, toy, tmp_path, capsys):
 def test_evaluate_errors_are_clear(toy, base_run, tmp_path, capsys):
     ckpt = str(base_run / "checkpoint.pth")
     _fails(capsys, ["evaluate", "--data", str(toy), "--checkpoint", str(tmp_path / "none.pth")], "checkpoint not found")
-    _fails(capsys, ["evaluate", "--data", str(toy), "--checkpoint", ckpt, "--model", "fcn8s"], "trained as fcn32s")
+    _fails(capsys, ["evaluate", "--data", str(toy), "--checkpoint", ckpt, "--model", "fcn8s"], "trained as voc-fcn32s")
     _fails(capsys, ["evaluate", "--data", str(tmp_path / "nodata"), "--checkpoint", ckpt], "data directory not found")
     # A plain state dict of another architecture: load_weights names the problem.
     plain = tmp_path / "plain.pth"
@@ -316,13 +316,39 @@ def test_evaluate_errors_are_clear(toy, base_run, tmp_path, capsys):
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("model", ["fcn32s", "fcn16s", "fcn8s", "fcn8s-atonce"])
+# The release's solvers: base_lr of solver.prototxt, iterations and test interval of solve.py.
+RELEASE_SOLVERS = {
+    "fcn32s": (1e-10, 100_000, 4000), "fcn16s": (1e-12, 100_000, 4000), "fcn8s": (1e-14, 100_000, 4000),
+    "fcn8s-atonce": (1e-10, 300_000, 4000), "pascalcontext-fcn32s": (1e-10, 400_000, 8000),
+    "pascalcontext-fcn16s": (1e-12, 400_000, 8000), "pascalcontext-fcn8s": (1e-14, 400_000, 8000),
+    "nyud-fcn32s-color": (1e-10, 100_000, 2000), "nyud-fcn32s-hha": (1e-10, 100_000, 2000),
+    "nyud-fcn32s-color-d": (1e-10, 100_000, 2000), "nyud-fcn32s-color-hha": (1e-12, 100_000, 2000),
+    "siftflow-fcn32s": (1e-10, 100_000, 2000), "siftflow-fcn16s": (1e-12, 100_000, 2000),
+    "siftflow-fcn8s": (1e-12, 100_000, 2000),
+}
+
+
+@pytest.mark.parametrize("model", RELEASE_SOLVERS)
 def test_paper_preset(model):
     cfg = T.TrainConfig(data="d", model=model, preset="paper")
-    assert cfg.lr == {"fcn32s": 1e-10, "fcn16s": 1e-12, "fcn8s": 1e-14, "fcn8s-atonce": 1e-10}[model]
+    assert (cfg.lr, cfg.iterations, cfg.val_every) == RELEASE_SOLVERS[model]
     assert (cfg.momentum, cfg.weight_decay, cfg.batch_size) == (0.99, 5e-4, 1)
     assert (cfg.lr_policy, cfg.loss_normalization, cfg.bias_lr_mult, cfg.bias_weight_decay) == ("fixed", "image", 2.0, 0.0)
-    assert cfg.iterations == (300_000 if model == "fcn8s-atonce" else 100_000)
+
+
+def test_the_dataset_fills_classes_and_splits():
+    cfg = T.TrainConfig(data="d", model="siftflow-fcn16s")
+    assert (cfg.dataset, cfg.num_classes, cfg.train_split, cfg.val_split) == ("siftflow", [33, 3], "trainval", "test")
+    cfg = T.TrainConfig(data="d", model="nyud-fcn32s-color-hha")
+    assert (cfg.dataset, cfg.num_classes, cfg.train_split, cfg.val_split) == ("nyud", 40, "trainval", "test")
+    cfg = T.TrainConfig(data="d", model="voc-fcn8s", dataset="siftflow")  # one head: SIFT Flow's semantic labels
+    assert (cfg.num_classes, cfg.val_split) == (33, "test")
+    with pytest.raises(T.TrainingError, match="siftflow-fcn8s needs geometric that the voc dataset does not have"):
+        T.TrainConfig(data="d", model="siftflow-fcn8s", dataset="voc")
+    with pytest.raises(T.TrainingError, match=r"num_classes of siftflow-fcn8s must be 2 integers \(semantic, geometric\)"):
+        T.TrainConfig(data="d", model="siftflow-fcn8s", num_classes=33)
+    with pytest.raises(T.TrainingError, match="unknown dataset 'coco'"):
+        T.TrainConfig(data="d", dataset="coco")
 
 
 def test_modern_preset_and_overrides():

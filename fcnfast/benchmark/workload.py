@@ -7,7 +7,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from ..data import MEAN_BGR
+from ..datasets import MEAN_BGR
 from ..models import DEFAULT_MODEL, build_model, load_weights
 from ..models.init import random_init_
 

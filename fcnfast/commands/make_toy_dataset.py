@@ -1,9 +1,12 @@
-"""``fcnfast make-toy-dataset``: write a small synthetic VOC-format dataset (for smoke tests and demos)."""
+"""``fcnfast make-toy-dataset``: write a small synthetic dataset (for smoke tests and demos), VOC-format
+or in the release's layout of PASCAL-Context, NYUDv2 or SIFT Flow."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+from fcnfast.datasets import DATASET_NAMES
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -13,10 +16,13 @@ def register(subparsers) -> argparse.ArgumentParser:
         description=(
             "Write JPEGImages/, SegmentationClass/ (VOC palette PNGs with a 255 boundary ring) and "
             "ImageSets/Segmentation/{train,val,trainval}.txt under DIR. Coloured rectangles and "
-            "ellipses on a noisy background; each class has its own colour. Deterministic for a seed."
+            "ellipses on a noisy background; each class has its own colour. Deterministic for a seed. "
+            "--dataset pascalcontext, nyud or siftflow writes the release's layout of that dataset instead "
+            "(its classes and label files; --size only)."
         ),
     )
     parser.add_argument("dir", metavar="DIR", help="output directory (created if missing)")
+    parser.add_argument("--dataset", default="voc", choices=DATASET_NAMES, help="which layout to write (default voc)")
     parser.add_argument("--train", type=int, default=8, metavar="N", help="training images (default 8)")
     parser.add_argument("--val", type=int, default=4, metavar="N", help="validation images (default 4)")
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
@@ -31,9 +37,31 @@ def register(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+def _run_release_layout(args: argparse.Namespace) -> int:
+    from fcnfast.datasets import TOY_DATASETS
+
+    if args.min_size or args.max_size or args.num_classes != 21:
+        print(f"fcnfast make-toy-dataset: error: --dataset {args.dataset} takes --size only (its classes are the "
+              f"dataset's)", file=sys.stderr)
+        return 2
+    try:
+        info = TOY_DATASETS[args.dataset](args.dir, args.train, args.val, tuple(args.size) if args.size else None,
+                                          seed=args.seed)
+    except ValueError as exc:
+        print(f"fcnfast make-toy-dataset: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote toy {args.dataset} dataset to {info['root']} (the release's layout)")
+    for name, ids in info["splits"].items():
+        print(f"  split {name:<9}{len(ids)} ids")
+    print(f"  num_classes {info['num_classes']}, seed {args.seed}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from fcnfast.data import make_toy_dataset
 
+    if args.dataset != "voc":
+        return _run_release_layout(args)
     try:
         info = make_toy_dataset(
             args.dir,

@@ -1,15 +1,16 @@
-"""``fcnfast train``: train an FCN on a VOC-format dataset (one process, or many under torchrun)."""
+"""``fcnfast train``: train an FCN on one of the release's datasets (one process, or many under torchrun)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from fcnfast.models.registry import DEFAULT_MODEL, MODEL_NAMES
+from fcnfast.commands.model_options import MODEL_HELP, add_dataset_option, model_name
+from fcnfast.models.registry import DEFAULT_MODEL
 
 _PRESET_HELP = (
-    "paper: SGD momentum 0.99, wd 5e-4, batch 1, loss summed over pixels, fixed lr "
-    "(fcn32s/fcn8s-atonce 1e-10, fcn16s 1e-12, fcn8s 1e-14), 100k iterations; "
+    "paper: SGD momentum 0.99, wd 5e-4, batch 1, loss summed over pixels, the fixed lr and iterations of "
+    "the model's release solver (voc-fcn32s 1e-10, voc-fcn16s 1e-12, voc-fcn8s 1e-14, 100k iterations); "
     "modern: SGD momentum 0.9, wd 5e-4, lr 1e-3 with poly decay, batch 8 (padded), "
     "loss averaged over pixels, 20k iterations. Both: biases 2x lr and no decay, frozen bilinear upsampling"
 )
@@ -18,10 +19,11 @@ _PRESET_HELP = (
 def register(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "train",
-        help="train an FCN on a VOC-format dataset",
+        help="train an FCN on VOC, PASCAL-Context, NYUDv2 or SIFT Flow",
         description=(
-            "Train FCN-32s/16s/8s on a VOC-format dataset (JPEGImages/, SegmentationClass/, "
-            "ImageSets/Segmentation/{train,val}.txt). Writes RUNDIR/checkpoint.pth (latest), "
+            "Train a network of the FCN release on its dataset (VOC format: JPEGImages/, SegmentationClass/, "
+            "ImageSets/Segmentation/{train,val}.txt; the others in the release's layouts). A two-headed "
+            "model (siftflow-*) trains on the sum of both losses. Writes RUNDIR/checkpoint.pth (latest), "
             "RUNDIR/best.pth (best validation mean IU), RUNDIR/log.csv, log.jsonl and config.json. "
             "Multi-GPU / multi-process: torchrun --nproc_per_node N -m fcnfast train ...; "
             "--batch-size is per process, so the global batch is batch-size x N, and a run on N "
@@ -29,9 +31,10 @@ def register(subparsers) -> argparse.ArgumentParser:
         ),
         epilog="Options left out take the preset's value; with --resume, the run's saved value.",
     )
-    parser.add_argument("--data", required=True, metavar="DIR", help="VOC-format dataset directory")
-    parser.add_argument("--model", default=None, choices=MODEL_NAMES,
-                        help=f"architecture (default {DEFAULT_MODEL}; with --resume, the checkpoint's)")
+    parser.add_argument("--data", required=True, metavar="DIR", help="dataset directory")
+    parser.add_argument("--model", default=None, type=model_name, metavar="NAME",
+                        help=f"the network: {MODEL_HELP} (default {DEFAULT_MODEL}; with --resume, the checkpoint's)")
+    add_dataset_option(parser)
     parser.add_argument("--out", required=True, metavar="RUNDIR", help="run directory for checkpoints and logs")
     parser.add_argument("--preset", default=None, choices=["paper", "modern"], help=_PRESET_HELP + " (default paper)")
     parser.add_argument("--iterations", type=int, default=None, metavar="N", help="total SGD steps (global batches)")
@@ -65,9 +68,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--num-workers", type=int, default=None, metavar="N", help="data loader workers (default 2)")
     parser.add_argument("--seed", type=int, default=None, help="seed of init, data order, dropout, augmentation (default 0)")
-    parser.add_argument("--num-classes", type=int, default=None, help="classes including background (default 21)")
-    parser.add_argument("--train-split", default=None, help="training split name (default train)")
-    parser.add_argument("--val-split", default=None, help="validation split name (default val)")
+    parser.add_argument("--num-classes", type=int, default=None,
+                        help="classes including background (default: the dataset's; one-output models only)")
+    parser.add_argument("--train-split", default=None, help="training split name (default: the dataset's, e.g. train)")
+    parser.add_argument("--val-split", default=None, help="validation split name (default: the dataset's, e.g. val)")
     parser.add_argument("--augment", action="store_true", default=None,
                         help="random horizontal flips and rescaling by 0.5..2")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
@@ -79,7 +83,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 _FIELDS = (
     "model", "preset", "iterations", "batch_size", "lr", "momentum", "weight_decay", "lr_policy",
     "loss_normalization", "dropout", "init", "weights", "val_every", "checkpoint_every", "log_every", "amp",
-    "backend", "device", "num_workers", "seed", "num_classes", "train_split", "val_split", "augment",
+    "backend", "device", "num_workers", "seed", "dataset", "num_classes", "train_split", "val_split", "augment",
 )
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ..checkpoints import read_checkpoint
-from .layout import CONV_NAMES
+from .layout import CONV_NAMES, Stream
 
 StateDictSource = Union[str, os.PathLike, Mapping]
 
@@ -74,10 +74,13 @@ def load_weights(model: nn.Module, source: StateDictSource) -> nn.Module:
 
 
 def vgg16_init(model: nn.Module, source: StateDictSource) -> nn.Module:
-    """Transplant a VGG16 state dict (torchvision layout: features.N, classifier.N) into conv1_1..fc7.
+    """Transplant a VGG16 state dict (torchvision layout: features.N, classifier.N) into conv1_1..fc7
+    of every trunk of ``model`` (each stream of a two-stream model gets a copy).
 
     fc6 (4096x25088) becomes a 4096x512x7x7 conv and fc7 (4096x4096) a 1x1 conv, as in the
-    paper's convolutionalisation. Score and upsampling layers are left as they are.
+    paper's convolutionalisation. A first conv wider than VGG16's 3 input channels (colour +
+    depth) takes VGG16's filters on its first 3 channels and their mean over those channels on
+    each further one, as the release's surgery does. Score and upsampling layers are left as they are.
     """
     state = read_state_dict(source)
     pairs = [(f"features.{idx}", name) for idx, name in zip(VGG16_FEATURE_INDICES, CONV_NAMES)]
@@ -86,15 +89,24 @@ def vgg16_init(model: nn.Module, source: StateDictSource) -> nn.Module:
     missing = [k for k in needed if k not in state]
     if missing:
         raise ValueError(f"VGG16 state dict lacks keys: {_first(missing)} (expected torchvision's vgg16 layout)")
+    layout = getattr(model, "layout", None)
+    streams = layout.streams if layout is not None else (Stream(),)
     with torch.no_grad():
-        for src, name in pairs:
-            layer = getattr(model, name)
-            weight, bias = state[f"{src}.weight"], state[f"{src}.bias"]
-            if weight.numel() != layer.weight.numel() or bias.shape != layer.bias.shape:
-                raise ValueError(
-                    f"VGG16 {src}.weight {tuple(weight.shape)} / bias {tuple(bias.shape)} cannot fill "
-                    f"{name}.weight {tuple(layer.weight.shape)} / bias {tuple(layer.bias.shape)}"
-                )
-            layer.weight.copy_(weight.reshape(layer.weight.shape))
-            layer.bias.copy_(bias)
+        for stream in streams:
+            for src, base in pairs:
+                _transplant(getattr(model, stream.layer(base)), state[f"{src}.weight"], state[f"{src}.bias"],
+                            src, stream.layer(base))
     return model
+
+
+def _transplant(layer: nn.Conv2d, weight: Tensor, bias: Tensor, src: str, name: str) -> None:
+    extra = layer.in_channels - weight.shape[1] if weight.dim() == 4 else 0
+    if extra > 0 and weight.shape[0] == layer.out_channels and weight.shape[2:] == layer.weight.shape[2:]:
+        weight = torch.cat([weight, weight.mean(dim=1, keepdim=True).expand(-1, extra, -1, -1)], dim=1)
+    if weight.numel() != layer.weight.numel() or bias.shape != layer.bias.shape:
+        raise ValueError(
+            f"VGG16 {src}.weight {tuple(weight.shape)} / bias {tuple(bias.shape)} cannot fill "
+            f"{name}.weight {tuple(layer.weight.shape)} / bias {tuple(layer.bias.shape)}"
+        )
+    layer.weight.copy_(weight.reshape(layer.weight.shape))
+    layer.bias.copy_(bias)

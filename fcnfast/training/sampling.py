@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data import RandomFlipScale, VOCSegmentation
+from ..datasets import RandomFlipScale, SegmentationDataset
 
 __all__ = ["TAG_DROPOUT", "TAG_INIT", "IterationBatchSampler", "TrainSamples", "mix_seed"]
 
@@ -83,7 +83,7 @@ class TrainSamples(torch.utils.data.Dataset):
     """Indexes a dataset by ``(index, stream position)``; augmentation is seeded by the position,
     so it does not depend on worker count, process or resume point."""
 
-    def __init__(self, base: VOCSegmentation, transform: Optional[RandomFlipScale], seed: int) -> None:
+    def __init__(self, base: SegmentationDataset, transform: Optional[RandomFlipScale], seed: int) -> None:
         self.base, self.transform, self.seed = base, transform, seed
 
     def __len__(self) -> int:

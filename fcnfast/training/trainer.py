@@ -23,9 +23,9 @@ from torch import Tensor, nn
 
 from ..amp import autocast
 from ..checkpoints import atomic_write_text, save_checkpoint
-from ..data import IGNORE_INDEX, RandomFlipScale, VOCSegmentation, pad_collate
-from ..evaluation import METRIC_NAMES, eval_loader, evaluate
-from ..models import build_model, load_weights, vgg16_init
+from ..datasets import IGNORE_INDEX, RandomFlipScale, SegmentationDataset, open_dataset, pad_collate
+from ..evaluation import METRIC_NAMES, eval_loader, evaluate, run_model
+from ..models import build_model, load_weights, lookup_model_name, model_layout, vgg16_init
 from ..wrappers import unwrap_model
 from .config import TrainConfig, TrainingError
 from .distributed import barrier, setup_distributed, sum_over_ranks, teardown
@@ -39,13 +39,16 @@ __all__ = ["Trainer", "resume", "train"]
 OnIteration = Callable[[int, float], None]
 
 
-def _load_datasets(cfg: TrainConfig) -> Tuple[VOCSegmentation, Optional[VOCSegmentation]]:
-    """(training split, validation split or None when the run never validates)."""
+def _load_datasets(cfg: TrainConfig) -> Tuple[SegmentationDataset, Optional[SegmentationDataset]]:
+    """(training split, validation split or None when the run never validates), with the inputs and
+    label sets the model takes."""
     if not Path(cfg.data).is_dir():
         raise TrainingError(f"data directory not found: {cfg.data}")
+    layout = model_layout(cfg.model)
+    options = dict(modalities=layout.modalities, labels=layout.labels, num_classes=cfg.num_classes)
     try:
-        train_set = VOCSegmentation(cfg.data, cfg.train_split, num_classes=cfg.num_classes)
-        val_set = VOCSegmentation(cfg.data, cfg.val_split, num_classes=cfg.num_classes) if cfg.val_every > 0 else None
+        train_set = open_dataset(cfg.dataset, cfg.data, cfg.train_split, **options)
+        val_set = open_dataset(cfg.dataset, cfg.data, cfg.val_split, **options) if cfg.val_every > 0 else None
     except (FileNotFoundError, ValueError) as exc:
         hint = " (pass --val-every 0 to train without validation)" if cfg.val_split in str(exc) and cfg.val_every else ""
         raise TrainingError(f"{exc}{hint}") from exc
@@ -119,7 +122,8 @@ class Trainer:
         if checkpoint is None and path.exists():
             raise TrainingError(f"{self.out} already holds a run ({path}); pass --resume to continue it, "
                                 f"or choose another --out")
-        if checkpoint is not None and checkpoint.get("arch", self.config.model) != self.config.model:
+        arch = lookup_model_name(checkpoint.get("arch", self.config.model)) if checkpoint is not None else None
+        if checkpoint is not None and arch != self.config.model:
             raise TrainingError(f"--resume: {path} holds a {checkpoint.get('arch')} run, not {self.config.model}")
 
     def _head_backend(self) -> str:
@@ -181,18 +185,25 @@ class Trainer:
     # -- one step ------------------------------------------------------------------------------
 
     def _step(self, images: Tensor, labels: Tensor, iteration: int) -> Tensor:
-        """One SGD step on this rank's slice; returns the global-batch loss (a 0-dim tensor)."""
+        """One SGD step on this rank's slice; returns the global-batch loss (a 0-dim tensor). A model
+        with several outputs optimises the sum of their losses, each normalised on its own."""
         cfg = self.config
         torch.manual_seed(mix_seed(cfg.seed, TAG_DROPOUT, iteration, self.dist.rank))  # dropout masks
         images = images.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
         with autocast(self.device, cfg.amp):
-            scores = self.model(images)
-        local_sum = F.cross_entropy(scores.float(), labels, ignore_index=IGNORE_INDEX, reduction="sum")
-        count = (labels != IGNORE_INDEX).sum().to(local_sum.dtype)
-        totals = sum_over_ranks(torch.stack([local_sum.detach(), count]), self.dist)
-        loss, global_loss = scale_loss(local_sum, totals[0], totals[1], world_size=self.dist.world_size,
-                                       normalization=cfg.loss_normalization, global_batch=self.global_batch)
+            outputs = run_model(self.model, images)
+        targets = labels.unbind(1) if len(outputs) > 1 else (labels,)
+        sums = [F.cross_entropy(out.float(), target, ignore_index=IGNORE_INDEX, reduction="sum")
+                for out, target in zip(outputs, targets)]
+        counts = [(target != IGNORE_INDEX).sum().to(sums[0].dtype) for target in targets]
+        totals = sum_over_ranks(torch.stack([t.detach() for t in sums] + counts), self.dist)
+        loss = global_loss = 0
+        for i, local_sum in enumerate(sums):
+            task_loss, task_global = scale_loss(local_sum, totals[i], totals[len(sums) + i],
+                                                world_size=self.dist.world_size, normalization=cfg.loss_normalization,
+                                                global_batch=self.global_batch)
+            loss, global_loss = loss + task_loss, global_loss + task_global
         # Zeroing in place keeps the ~0.5 GB of gradient buffers: no re-allocation (page faults on the CPU).
         self.optimizer.zero_grad(set_to_none=False)
         if self.scaler is not None:
@@ -209,7 +220,7 @@ class Trainer:
     def _validate(self) -> Dict[str, Any]:
         loader = eval_loader(self.val_set, rank=self.dist.rank, world_size=self.dist.world_size,
                              num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda")
-        return evaluate(self.model, loader, self.config.num_classes, self.device, amp=self.config.amp)
+        return evaluate(self.model, loader, self.train_set.class_counts, self.device, amp=self.config.amp)
 
     def _track(self, iteration: int, metrics: Dict[str, Any]) -> bool:
         """Record a validation; True when its mean IU is the run's best so far."""
@@ -218,10 +229,12 @@ class Trainer:
         improved = math.isfinite(metrics["mean_iu"]) and (P.best_mean_iu is None or metrics["mean_iu"] > P.best_mean_iu)
         if improved:
             P.best_mean_iu, P.best_iteration = metrics["mean_iu"], iteration
+        others = "".join(f"; {label}: pixel_acc {100 * m['pixel_acc']:.2f}  mean_iu {100 * m['mean_iu']:.2f}"
+                         for label, m in list(metrics.get("tasks", {}).items())[1:])
         self._say(
             f"val @ {iteration}: pixel_acc {100 * metrics['pixel_acc']:.2f}  mean_acc "
             f"{100 * metrics['mean_acc']:.2f}  mean_iu {100 * metrics['mean_iu']:.2f}  fw_iu "
-            f"{100 * metrics['fw_iu']:.2f}  (best mean_iu {100 * (P.best_mean_iu or 0):.2f} "
+            f"{100 * metrics['fw_iu']:.2f}{others}  (best mean_iu {100 * (P.best_mean_iu or 0):.2f} "
             f"@ {P.best_iteration})"
         )
         return improved
@@ -238,6 +251,8 @@ class Trainer:
         if metrics is not None:
             record.update({k: metrics[k] for k in METRIC_NAMES})
             record["iu"] = metrics["iu"]
+            if len(metrics.get("tasks", {})) > 1:  # log.jsonl keeps every output's scores
+                record["tasks"] = {label: {k: m[k] for k in (*METRIC_NAMES, "iu")} for label, m in metrics["tasks"].items()}
         return record
 
     def _save(self, iteration: int, improved: bool) -> None:
