@@ -10,7 +10,8 @@ A VOC-format directory holds::
     SegmentationClass/{id}.png      palette ('P') or grayscale ('L') PNG; pixel value = class index
     ImageSets/Segmentation/{split}.txt   one id per line
 
-This module depends on torch, numpy and Pillow only (no fcnfast ops or models).
+Images are read by :func:`fcnfast.images.read_image` (EXIF orientation, every Pillow mode).
+This module depends on torch, numpy, Pillow and :mod:`fcnfast.images` only (no fcnfast ops or models).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
+
+from .images import read_image, voc_colormap
 
 __all__ = [
     "IGNORE_INDEX",
@@ -61,24 +64,6 @@ def class_names_for(num_classes: int) -> Tuple[str, ...]:
     if num_classes == len(VOC_CLASSES):
         return VOC_CLASSES
     return tuple(f"class{i}" for i in range(num_classes))
-
-
-def voc_colormap(n: int = 256) -> np.ndarray:
-    """The PASCAL VOC palette: uint8 array (n, 3); index 255 is the boundary colour (224, 224, 192).
-
-    Same values as ``imgviz.label_colormap()`` and the VOC devkit's ``labelcolormap``.
-    """
-    cmap = np.zeros((n, 3), dtype=np.uint8)
-    for i in range(n):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        cmap[i] = (r, g, b)
-    return cmap
 
 
 # ----------------------------------------------------------------------------------------------
@@ -119,23 +104,6 @@ def to_image(tensor: Union[torch.Tensor, np.ndarray]) -> np.ndarray:
         raise ValueError(f"to_image: expected a (3, H, W) or (1, 3, H, W) image tensor, got shape {arr.shape}")
     bgr = arr.transpose(1, 2, 0) + _MEAN_BGR_NP
     return np.ascontiguousarray(np.clip(np.rint(bgr[:, :, ::-1]), 0, 255).astype(np.uint8))
-
-
-def read_image(path: PathLike) -> np.ndarray:
-    """Read an image file as uint8 RGB H×W×3.
-
-    Raises FileNotFoundError if missing, ValueError (naming the file) if it cannot be decoded
-    (corrupt, truncated, not an image).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f"cannot read image {path}: {e}") from e
 
 
 def read_label(path: PathLike, num_classes: int = 21) -> np.ndarray:
@@ -252,8 +220,8 @@ class VOCSegmentation(torch.utils.data.Dataset):
         lbl = read_label(lbl_path, self.num_classes)
         if lbl.shape != rgb.shape[:2]:
             raise ValueError(
-                f"label {lbl_path} is {lbl.shape[1]}x{lbl.shape[0]} (WxH) but image {img_path} "
-                f"is {rgb.shape[1]}x{rgb.shape[0]}"
+                f"label {lbl_path} is {lbl.shape[0]}x{lbl.shape[1]} (HxW) but image {img_path} "
+                f"is {rgb.shape[0]}x{rgb.shape[1]}"
             )
         image = preprocess(rgb)
         label = torch.from_numpy(lbl.astype(np.int64))

@@ -355,5 +355,6 @@ def test_label_image_size_mismatch(small):
     path = ds.label_path(0)
     with Image.open(path) as im:
         im.crop((0, 0, 20, 24)).save(path)
-    with pytest.raises(ValueError, match=_msg(path) + ".*20x24.*" + _msg(ds.image_path(0)) + ".*32x24"):
+    # Sizes are written HxW, as everywhere in fcnfast (issue 11 #15).
+    with pytest.raises(ValueError, match=_msg(path) + r" is 24x20 \(HxW\).*" + _msg(ds.image_path(0)) + ".*24x32"):
         ds[0]

@@ -284,7 +284,8 @@ def test_train_errors_are_clear(toy, tmp_path, capsys):
     corrupt = tmp_path / "r2"
     corrupt.mkdir()
     (corrupt / "checkpoint.pth").write_bytes(b"this is not a checkpoint" * 100)
-    _fails(capsys, ["train", "--data", str(toy), "--out", str(corrupt), "--resume"], "corrupt", "checkpoint.pth")
+    _fails(capsys, ["train", "--data", str(toy), "--out", str(corrupt), "--resume"], "not a PyTorch checkpoint",
+           "checkpoint.pth")
     _fails(capsys, run_args(toy, corrupt), "already holds a run", "--resume")
     _fails(capsys, run_args(toy, tmp_path / "r3", iterations=0), "iterations must be")
     _fails(capsys, run_args(toy, tmp_path / "r4", extra=("--val-split", "nosuch")), "nosuch", "--val-every 0")

@@ -26,6 +26,7 @@ import math
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from ..amp import AMP_DTYPES
+from ..errors import UserError
 from ..models import DEFAULT_MODEL, canonical_model_name
 from .optim import LOSS_NORMALIZATIONS, LR_POLICIES
 
@@ -53,7 +54,7 @@ RUNTIME_FIELDS = ("data", "out", "resume", "quiet", "device", "num_workers", "in
 PRESET_FIELDS = tuple(sorted({name for preset in PRESETS.values() for name in preset}))
 
 
-class TrainingError(Exception):
+class TrainingError(UserError):
     """A problem with the user's setup (data, checkpoint, options): the CLI prints it without a traceback."""
 
 
