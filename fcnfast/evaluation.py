@@ -84,12 +84,13 @@ def _named_collate(batch):
 
 
 def eval_loader(dataset: VOCSegmentation, *, rank: int = 0, world_size: int = 1, num_workers: int = 0,
-                pin_memory: bool = False) -> torch.utils.data.DataLoader:
+                pin_memory: bool = False, worker_init_fn=None) -> torch.utils.data.DataLoader:
     """Batch-1 loader over this rank's shard (``range(rank, n, world_size)``) yielding
     ``(image, label, sizes, names)``. Batch 1 because FCN's output depends on padding."""
     shard = _NamedSamples(dataset, range(rank, len(dataset), world_size))
     return torch.utils.data.DataLoader(shard, batch_size=1, shuffle=False, num_workers=num_workers,
-                                       collate_fn=_named_collate, pin_memory=pin_memory)
+                                       collate_fn=_named_collate, pin_memory=pin_memory,
+                                       worker_init_fn=worker_init_fn)
 
 
 # ----------------------------------------------------------------------------------------------

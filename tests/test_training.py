@@ -171,6 +171,7 @@ def test_killed_run_resumes_with_identical_losses(toy, base_run, tmp_path, monke
     assert proc.returncode == -signal.SIGKILL
     killed = T.read_checkpoint(out / "checkpoint.pth")
     assert killed["iteration"] == 2
+    assert (out / ".lock").exists()  # the killed run could not release its lock: the resume finds it stale
 
     # Everything not given again comes from the checkpoint's config; the checkpoint is read once.
     import fcnfast.training.run_checkpoint as run_checkpoint
@@ -186,7 +187,7 @@ def test_killed_run_resumes_with_identical_losses(toy, base_run, tmp_path, monke
     assert [i for i, _ in got] == [1, 2, 3, 4]
     np.testing.assert_allclose([l for _, l in got], [l for _, l in want], rtol=1e-6, atol=0)
     assert_states_close(load_state(out / "checkpoint.pth"), load_state(base_run / "checkpoint.pth"), rtol=1e-6, atol=1e-9)
-    assert not list(out.glob(".*.tmp"))
+    assert not list(out.glob(".*.tmp")) and not (out / ".lock").exists()
     # elapsed_s continues from the checkpoint's training time instead of restarting at 0.
     elapsed = [r["elapsed_s"] for r in T.read_log(out)]
     assert elapsed[1] == pytest.approx(killed["elapsed_s"], abs=1e-3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from fcnfast.models.registry import DEFAULT_MODEL, MODEL_NAMES
 
@@ -84,7 +85,7 @@ _FIELDS = (
 
 
 def run(args: argparse.Namespace) -> int:
-    from fcnfast.training import TrainConfig, TrainingError, resume, train
+    from fcnfast.training import CHECKPOINT_NAME, TrainConfig, TrainingError, TrainingInterrupted, resume, train
 
     explicit = {name: getattr(args, name) for name in _FIELDS if getattr(args, name) is not None}
     explicit.update(data=args.data, out=args.out, quiet=args.quiet)
@@ -94,9 +95,19 @@ def run(args: argparse.Namespace) -> int:
     except TrainingError as exc:
         print(f"fcnfast train: error: {exc}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as exc:
+        if _rank() == 0:
+            print(f"fcnfast train: {exc}; continue with: fcnfast train --resume --data {args.data} "
+                  f"--out {args.out}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
-        print(f"fcnfast train: interrupted; continue with --resume (from the last checkpoint in {args.out})",
-              file=sys.stderr)
+        # Only --resume from a checkpoint that exists: before the first one there is nothing to resume.
+        checkpoint = Path(args.out) / CHECKPOINT_NAME
+        if checkpoint.is_file():
+            message = f"interrupted; the last checkpoint is {checkpoint}: continue with --resume"
+        else:
+            message = "interrupted before any checkpoint was written: nothing to resume, start the run again"
+        print(f"fcnfast train: {message}", file=sys.stderr)
         return 130
     if summary["world_size"] > 1 and _rank() != 0:
         return 0
