@@ -17,12 +17,13 @@ import torch
 from torch import Tensor, nn
 
 from .amp import AMP_DTYPES, autocast
-from .checkpoints import read_checkpoint
 from .data import VOCSegmentation, class_names_for, pad_collate
 from .devices import resolve_device
+from .errors import UserError
 from .images import save_label_png
 from .metrics import ConfusionMatrix
-from .models import DEFAULT_MODEL, build_model, canonical_model_name, load_weights, lookup_model_name
+from .backends import resolve_backend
+from .models import build_model, checkpoint_model, load_weights
 from .wrappers import unwrap_model
 
 __all__ = [
@@ -38,7 +39,7 @@ __all__ = [
 METRIC_NAMES = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")
 
 
-class EvaluationError(Exception):
+class EvaluationError(UserError):
     """A problem with the user's setup (data, checkpoint, options): the CLI prints it without a traceback."""
 
 
@@ -180,13 +181,6 @@ def evaluate(
 # ----------------------------------------------------------------------------------------------
 
 
-def _infer_num_classes(state: Mapping[str, Any]) -> Optional[int]:
-    for key in ("score_fr.weight", "module.score_fr.weight"):
-        if key in state and isinstance(state[key], Tensor):
-            return int(state[key].shape[0])
-    return None
-
-
 def evaluate_checkpoint(
     data: str,
     checkpoint: str,
@@ -208,37 +202,25 @@ def evaluate_checkpoint(
     ``class_names`` and ``images`` to the metrics dict.
 
     Raises EvaluationError naming the problem: no data directory, a missing or unreadable
-    checkpoint, one that does not fit the model, an unknown model, amp or device, a bad image.
+    checkpoint, one that does not fit the model, an unknown model, amp or device, a backend
+    that cannot run on the device (checked before the first image), a bad image.
     """
     if not Path(data).is_dir():
         raise EvaluationError(f"data directory not found: {data}")
-    try:
-        ckpt = read_checkpoint(checkpoint)
-    except (FileNotFoundError, ValueError) as exc:
-        raise EvaluationError(str(exc)) from exc
-    state = ckpt.get("model_state_dict", ckpt)
-    arch = ckpt.get("arch")
-    arch = lookup_model_name(arch) if isinstance(arch, str) else None  # fcnfast's or pytorch-fcn's name
-    try:
-        name = canonical_model_name(model or arch or DEFAULT_MODEL)
-    except ValueError as exc:
-        raise EvaluationError(str(exc)) from None
-    if model is not None and arch is not None and name != arch:
-        raise EvaluationError(f"checkpoint {checkpoint} was trained as {arch}, not {name} "
-                              f"(drop --model or pass --model {arch})")
-    n = num_classes or ckpt.get("num_classes") or _infer_num_classes(state) or 21
     if amp is not None and amp not in AMP_DTYPES:
         raise EvaluationError(f"amp must be one of {tuple(AMP_DTYPES)}, got {amp!r}")
     try:
+        found = checkpoint_model(checkpoint, model, num_classes)
+        name, n = found.name, found.num_classes
         dev = resolve_device(device, local_rank=0)
         dataset = VOCSegmentation(data, split, num_classes=n)
-    except (FileNotFoundError, ValueError) as exc:
+        net = load_weights(build_model(name, n, backend), found.state, name=str(checkpoint))
+    except (FileNotFoundError, ValueError, TypeError) as exc:
         raise EvaluationError(str(exc)) from exc
-    net = build_model(name, n, backend)
     try:
-        load_weights(net, state)
-    except (ValueError, TypeError) as exc:
-        raise EvaluationError(f"checkpoint {checkpoint}: {exc}") from exc
+        resolve_backend(backend, dev, torch.float32)  # fails here, not at the first image
+    except (ValueError, RuntimeError) as exc:
+        raise EvaluationError(str(exc)) from exc
     net.to(dev)
     loader = eval_loader(dataset, num_workers=num_workers, pin_memory=dev.type == "cuda")
     try:

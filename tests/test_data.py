@@ -181,8 +181,11 @@ def test_cli_make_toy_dataset(tmp_path, capsys):
     assert len(VOCSegmentation(out, "train")) == 2
     assert VOCSegmentation(out, "val")[0][1].shape == (24, 40)
 
-    args = parser.parse_args(["make-toy-dataset", str(out), "--size", "24", "40", "--min-size", "8", "8", "--max-size", "9", "9"])
-    assert args.func(args) == 2
+    from fcnfast.commands._errors import run_command
+
+    args = parser.parse_args(["make-toy-dataset", str(tmp_path / "cli2"), "--size", "24", "40",
+                              "--min-size", "8", "8", "--max-size", "9", "9"])
+    assert run_command("make-toy-dataset", args.func, args) == 2
     assert "error" in capsys.readouterr().err
 
 

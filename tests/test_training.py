@@ -304,7 +304,7 @@ def test_truncated_checkpoint_is_reported(base_run, toy, tmp_path, capsys):
 def test_evaluate_errors_are_clear(toy, base_run, tmp_path, capsys):
     ckpt = str(base_run / "checkpoint.pth")
     _fails(capsys, ["evaluate", "--data", str(toy), "--checkpoint", str(tmp_path / "none.pth")], "checkpoint not found")
-    _fails(capsys, ["evaluate", "--data", str(toy), "--checkpoint", ckpt, "--model", "fcn8s"], "trained as fcn32s")
+    _fails(capsys, ["evaluate", "--data", str(toy), "--checkpoint", ckpt, "--model", "fcn8s"], "holds a fcn32s model")
     _fails(capsys, ["evaluate", "--data", str(tmp_path / "nodata"), "--checkpoint", ckpt], "data directory not found")
     # A plain state dict of another architecture: load_weights names the problem.
     plain = tmp_path / "plain.pth"

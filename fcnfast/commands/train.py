@@ -85,16 +85,16 @@ _FIELDS = (
 
 
 def run(args: argparse.Namespace) -> int:
-    from fcnfast.training import CHECKPOINT_NAME, TrainConfig, TrainingError, TrainingInterrupted, resume, train
+    from fcnfast.training import CHECKPOINT_NAME, TrainConfig, TrainingInterrupted, resume, train
+
+    from ._checks import check_output_dir
 
     explicit = {name: getattr(args, name) for name in _FIELDS if getattr(args, name) is not None}
     explicit.update(data=args.data, out=args.out, quiet=args.quiet)
     explicit.setdefault("device", "auto")
+    check_output_dir(args.out, "--out")
     try:
         summary = resume(args.out, explicit) if args.resume else train(TrainConfig(**explicit))
-    except TrainingError as exc:
-        print(f"fcnfast train: error: {exc}", file=sys.stderr)
-        return 2
     except TrainingInterrupted as exc:
         if _rank() == 0:
             print(f"fcnfast train: {exc}; continue with: fcnfast train --resume --data {args.data} "
