@@ -5,11 +5,13 @@ are rewritten) goes through :func:`atomic_write`: a temp file ``.{name}.*.tmp`` 
 directory, fsync, ``os.replace``. A reader, or a run killed mid-write, sees the old file or the
 new one, never a torn one. ``FCNFAST_CHECKPOINT_FSYNC=0`` skips the fsyncs (tests do: a 1 GB
 fsync costs seconds); the writes stay atomic, only durability across a power cut is given up.
+A write that fails because the disk is full raises :class:`fcnfast.errors.NoSpaceLeftError`
+("no space left on DIR") and leaves the old file in place.
 
 Every checkpoint fcnfast reads goes through :func:`read_checkpoint`
 (``torch.load(weights_only=True)``), whose errors name the file and what is wrong with it.
 
-This module depends on torch only.
+This module depends on torch and :mod:`fcnfast.errors` only.
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Dict, Iterable, List
+from typing import Any, BinaryIO, Callable, Dict, Iterable, List, Optional
 
 import torch
+
+from .errors import reporting_full_disk
 
 __all__ = [
     "FSYNC_ENV",
@@ -67,10 +72,16 @@ def atomic_write(path: os.PathLike, write: Callable[[BinaryIO], None], *also: os
 
     ``also``: further paths (same filesystem) that get the same content, as hard links of the
     finished temp file where the filesystem allows (else copies), each replaced atomically.
-    On any error every temp file is removed and the old files are left as they were.
+    On any error every temp file is removed and the old files are left as they were; a full
+    disk raises :class:`fcnfast.errors.NoSpaceLeftError` ("no space left on DIR").
     """
-    fsync = fsync_enabled()
     path = Path(path)
+    with reporting_full_disk(path):
+        _atomic_write(path, write, also)
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], None], also: Iterable[os.PathLike]) -> None:
+    fsync = fsync_enabled()
     directory = str(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     extra_tmps: List[str] = []
@@ -124,17 +135,71 @@ def remove_stale_temp_files(directory: os.PathLike, names: Iterable[str]) -> Non
                 os.remove(tmp)
 
 
+# What a file that torch.save did not write most likely is, by its first bytes.
+_FILE_KINDS = (
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"\x89PNG", "a PNG image"),
+    (b"GIF8", "a GIF image"),
+    (b"BM", "a BMP image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+    (b"\x89HDF", "an HDF5 file (Keras or MATLAB weights?)"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"\x93NUMPY", "a numpy .npy array"),
+)
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def _not_a_checkpoint(head: bytes) -> Optional[str]:
+    """What the file starting with ``head`` is when torch.save cannot have written it, else None.
+
+    torch.save writes a zip archive (since PyTorch 1.6) or, in the legacy format, a pickle
+    (protocol 2 or later: ``\\x80`` then the protocol number)."""
+    if head.startswith(_ZIP_MAGIC) or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5):
+        return None
+    if not head:
+        return "empty"
+    for magic, kind in _FILE_KINDS:
+        if head.startswith(magic):
+            return kind
+    try:
+        head.decode("utf-8")
+        return "a text file"
+    except UnicodeDecodeError:
+        return "in a format fcnfast does not know (a Caffe .caffemodel must be converted first)"
+
+
+def _load_problem(exc: BaseException) -> str:
+    """Why torch.load failed, in a few words and without its advice to load with weights_only=False
+    (which the CLI does not offer and which would run the file's code)."""
+    text = str(exc)
+    blocked = re.search(r"GLOBAL ([\w.]+)", text)
+    if blocked:
+        return (f"it holds Python objects other than tensors and plain containers ({blocked.group(1)}), "
+                f"which fcnfast does not unpickle; save the tensors alone, e.g. torch.save(model.state_dict(), PATH)")
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    text = re.sub(r"^\s*\[enforce fail at [^\]]*\]\s*\.?\s*", "", text.strip())
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return f"it is truncated or corrupt ({first.split('. ', 1)[0].rstrip('.')})"
+
+
 def read_checkpoint(path: os.PathLike, *, mmap: bool = True) -> Dict[str, Any]:
     """The dict saved in ``path``, via ``torch.load(map_location="cpu", weights_only=True)``.
 
     ``mmap`` maps tensors lazily (cheap when only a few entries are needed; legacy non-zip files
     are read whole). Raises FileNotFoundError ("checkpoint not found: PATH") for a missing file
-    and ValueError naming the file when it is truncated, corrupt, not a PyTorch checkpoint, or
-    holds something other than a dict.
+    and ValueError naming the file for one that torch.save did not write ("PATH is not a PyTorch
+    checkpoint: it is a JPEG image"), one that is truncated or corrupt, one holding Python
+    objects that weights-only loading refuses, and one holding something other than a dict.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    with open(path, "rb") as f:
+        kind = _not_a_checkpoint(f.read(8))
+    if kind is not None:
+        raise ValueError(f"{path} is not a PyTorch checkpoint: it is {kind}")
     try:
         try:
             loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
@@ -143,10 +208,7 @@ def read_checkpoint(path: os.PathLike, *, mmap: bool = True) -> Dict[str, Any]:
                 raise
             loaded = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
     except Exception as exc:
-        first_line = str(exc).splitlines()[0] if str(exc) else ""
-        raise ValueError(
-            f"checkpoint {path} is truncated, corrupt or not a PyTorch checkpoint ({type(exc).__name__}: {first_line})"
-        ) from exc
+        raise ValueError(f"checkpoint {path} cannot be read: {_load_problem(exc)}") from exc
     if not isinstance(loaded, Mapping):
         raise ValueError(f"checkpoint {path} holds a {type(loaded).__name__}, not a dict")
     return dict(loaded)

@@ -1,7 +1,9 @@
 """The ``fcnfast`` command line (console script and ``python -m fcnfast``).
 
 Each subcommand lives in ``fcnfast/commands/<name>.py`` with ``register(subparsers)``, which
-adds its parser and sets ``func``; modules keep heavy imports inside their ``run``.
+adds its parser and sets ``func``; modules keep heavy imports inside their ``run``. Every command
+runs through :func:`fcnfast.commands._errors.run_command`: an expected failure is one line on
+stderr and exit code 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sys
 from typing import List, Optional
 
 from ._version import __version__
+from .commands._errors import run_command
 
 # Subcommand modules in the order ``fcnfast --help`` lists them.
 COMMANDS = ("info", "bench", "segment", "train", "evaluate", "make_toy_dataset", "convert_caffe", "weights")
@@ -41,7 +44,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
-    return int(args.func(args) or 0)
+    return run_command(args.command, args.func, args)
 
 
 if __name__ == "__main__":  # pragma: no cover

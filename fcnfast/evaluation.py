@@ -18,12 +18,13 @@ import torch
 from torch import Tensor, nn
 
 from .amp import AMP_DTYPES, autocast
-from .checkpoints import read_checkpoint
+from .backends import resolve_backend
 from .datasets import SegmentationDataset, dataset_class, open_dataset, pad_collate
 from .devices import resolve_device
+from .errors import UserError
 from .images import save_label_png
 from .metrics import ConfusionMatrix
-from .models import DEFAULT_MODEL, build_model, canonical_model_name, load_weights, lookup_model_name, model_layout
+from .models import build_model, checkpoint_model, load_weights, model_layout
 from .paper_results import paper_scores
 from .wrappers import unwrap_model
 
@@ -42,7 +43,7 @@ __all__ = [
 METRIC_NAMES = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")
 
 
-class EvaluationError(Exception):
+class EvaluationError(UserError):
     """A problem with the user's setup (data, checkpoint, options): the CLI prints it without a traceback."""
 
 
@@ -88,12 +89,13 @@ def _named_collate(batch):
 
 
 def eval_loader(dataset: SegmentationDataset, *, rank: int = 0, world_size: int = 1, num_workers: int = 0,
-                pin_memory: bool = False) -> torch.utils.data.DataLoader:
+                pin_memory: bool = False, worker_init_fn=None) -> torch.utils.data.DataLoader:
     """Batch-1 loader over this rank's shard (``range(rank, n, world_size)``) yielding
     ``(image, label, sizes, names)``. Batch 1 because FCN's output depends on padding."""
     shard = _NamedSamples(dataset, range(rank, len(dataset), world_size))
     return torch.utils.data.DataLoader(shard, batch_size=1, shuffle=False, num_workers=num_workers,
-                                       collate_fn=_named_collate, pin_memory=pin_memory)
+                                       collate_fn=_named_collate, pin_memory=pin_memory,
+                                       worker_init_fn=worker_init_fn)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -219,19 +221,6 @@ def evaluate(
 # ----------------------------------------------------------------------------------------------
 
 
-def _infer_num_classes(state: Mapping[str, Any], name: str) -> Optional[Union[int, List[int]]]:
-    """Rows of the checkpoint's first score layer per output of model ``name``."""
-    layout = model_layout(name)
-    counts = []
-    for task in layout.tasks:
-        key = f"{layout.score_name(task, layout.streams[0])}.weight"
-        weight = state.get(key, state.get(f"module.{key}"))
-        if not isinstance(weight, Tensor):
-            return None
-        counts.append(int(weight.shape[0]))
-    return counts[0] if len(counts) == 1 else counts
-
-
 def check_dataset_fits(model: str, dataset: str) -> None:
     """ValueError when the reader of ``dataset`` lacks an input or label set model ``model`` takes
     (a SIFT Flow network's geometric labels on VOC); also for an unknown dataset."""
@@ -278,48 +267,32 @@ def evaluate_checkpoint(
     the paper's published scores under ``paper`` where there are some) and ``images``.
 
     Raises EvaluationError naming the problem: no data directory, a missing or unreadable
-    checkpoint, one that does not fit the model, an unknown model, dataset, amp or device, a bad image.
+    checkpoint, one that does not fit the model, an unknown model, dataset, amp or device, a backend
+    that cannot run on the device (checked before the first image), a bad image.
     """
     if not Path(data).is_dir():
         raise EvaluationError(f"data directory not found: {data}")
-    try:
-        ckpt = read_checkpoint(checkpoint)
-    except (FileNotFoundError, ValueError) as exc:
-        raise EvaluationError(str(exc)) from exc
-    state = ckpt.get("model_state_dict", ckpt)
-    arch = ckpt.get("arch")
-    arch = lookup_model_name(arch) if isinstance(arch, str) else None  # fcnfast's or pytorch-fcn's name
-    try:
-        name = canonical_model_name(model or arch or DEFAULT_MODEL)
-        dataset = dataset or model_layout(name).dataset
-        check_dataset_fits(name, dataset)
-        reader = dataset_class(dataset)
-    except ValueError as exc:
-        raise EvaluationError(str(exc)) from None
-    if model is not None and arch is not None and name != arch:
-        raise EvaluationError(f"checkpoint {checkpoint} was trained as {arch}, not {name} "
-                              f"(drop --model or pass --model {arch})")
-    layout = model_layout(name)
-    n = num_classes or ckpt.get("num_classes") or _infer_num_classes(state, name)
     if amp is not None and amp not in AMP_DTYPES:
         raise EvaluationError(f"amp must be one of {tuple(AMP_DTYPES)}, got {amp!r}")
-    split = split or reader.default_splits[1]
     try:
+        found = checkpoint_model(checkpoint, model, num_classes)
+        name, layout = found.name, model_layout(found.name)
+        dataset = dataset or layout.dataset
+        check_dataset_fits(name, dataset)
+        split = split or dataset_class(dataset).default_splits[1]
         dev = resolve_device(device, local_rank=0)
         data_set = open_dataset(dataset, data, split, modalities=layout.modalities, labels=layout.labels,
-                                num_classes=n)
-        net = build_model(name, tuple(data_set.class_counts) if len(layout.tasks) > 1 else data_set.class_counts[0],
-                          backend)
-    except (FileNotFoundError, ValueError) as exc:
+                                num_classes=found.num_classes)
+        counts = tuple(data_set.class_counts)
+        net = build_model(name, counts if len(layout.tasks) > 1 else counts[0], backend)
+        load_weights(net, found.state, name=str(checkpoint))
+        resolve_backend(backend, dev, torch.float32)  # fails here, not at the first image
+    except (FileNotFoundError, ValueError, TypeError, RuntimeError) as exc:
         raise EvaluationError(str(exc)) from exc
-    try:
-        load_weights(net, state)
-    except (ValueError, TypeError) as exc:
-        raise EvaluationError(f"checkpoint {checkpoint}: {exc}") from exc
     net.to(dev)
     loader = eval_loader(data_set, num_workers=num_workers, pin_memory=dev.type == "cuda")
     try:
-        metrics = evaluate(net, loader, list(data_set.class_counts), dev, amp=amp, predictions_dir=predictions_dir,
+        metrics = evaluate(net, loader, list(counts), dev, amp=amp, predictions_dir=predictions_dir,
                            progress=progress)
     except ValueError as exc:  # an unreadable image or label names its file
         raise EvaluationError(str(exc)) from exc

@@ -1,23 +1,104 @@
-"""Label maps as pictures: the VOC palette PNG writer, overlays, and shrinking inputs for display.
+"""Image files and label maps as pictures: reading images, the VOC palette, the label PNG writer,
+overlays, and shrinking inputs.
 
+:func:`read_image` is the one reader of input images (``fcnfast segment``, the datasets): it
+applies the EXIF orientation, as image viewers do, and turns every Pillow mode into 8-bit RGB.
 :func:`save_label_png` is the one writer of label PNGs (``fcnfast segment`` and the predictions
-of ``fcnfast evaluate`` / validation).
+of ``fcnfast evaluate`` / validation). Sizes are written height x width ("375x500") everywhere.
+
+This module depends on numpy, Pillow, torch and :mod:`fcnfast.errors` only.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
-from .data import voc_colormap
+from .errors import reporting_full_disk
 
-__all__ = ["overlay_labels", "save_label_png", "shrink_to"]
+__all__ = ["IMAGE_SUFFIXES", "overlay_labels", "read_image", "save_image", "save_label_png", "shrink_to",
+           "voc_colormap"]
 
 # A PNG palette holds this many colours; larger label values need a 16-bit grey PNG.
 _PALETTE_SIZE = 256
+# 16-bit greyscale modes (PNG, TIFF); "I" is 32-bit signed, which Pillow also uses for 16-bit files.
+_MODES_16BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+_UINT16_MAX = 65535
+#: File name endings of the images ``fcnfast segment FOLDER`` reads (lower case).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm")
+
+
+def voc_colormap(n: int = 256) -> np.ndarray:
+    """The PASCAL VOC palette: uint8 array (n, 3); index 255 is the boundary colour (224, 224, 192).
+
+    Same values as ``imgviz.label_colormap()`` and the VOC devkit's ``labelcolormap``.
+    """
+    cmap = np.zeros((n, 3), dtype=np.uint8)
+    for i in range(n):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        cmap[i] = (r, g, b)
+    return cmap
+
+
+def _grey_to_rgb(grey: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+
+
+def _as_rgb8(im, path: Path) -> np.ndarray:
+    """``im`` (any Pillow mode) as uint8 RGB H x W x 3. 16-bit grey is scaled to 8 bits (Pillow's
+    own conversion would clip it at 255); alpha is dropped; floating-point pixels are refused."""
+    mode = im.mode
+    if mode in _MODES_16BIT or mode == "I":
+        values = np.asarray(im).astype(np.int64)
+        low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
+        if low < 0 or high > _UINT16_MAX:
+            raise ValueError(f"cannot read image {path}: {mode} pixels span {low}..{high}, "
+                             f"outside the 16-bit range 0..{_UINT16_MAX}")
+        # Round to nearest: 0 -> 0, 65535 -> 255.
+        return _grey_to_rgb(((values * 255 + _UINT16_MAX // 2) // _UINT16_MAX).astype(np.uint8))
+    if mode == "F":
+        raise ValueError(f"cannot read image {path}: it has floating-point pixels (mode F); "
+                         f"save it as an 8- or 16-bit image")
+    if mode in ("P", "PA") and (mode == "PA" or "transparency" in im.info):
+        im = im.convert("RGBA")  # Pillow warns when a palette with transparency goes to RGB directly
+    return np.asarray(im.convert("RGB"))
+
+
+def read_image(path: Union[str, os.PathLike]) -> np.ndarray:
+    """Read an image file as uint8 RGB H x W x 3, turned as its EXIF orientation says.
+
+    Every Pillow mode is read: greyscale, palette, CMYK, YCbCr and the rest are converted to RGB;
+    16-bit greyscale is scaled to 8 bits; an alpha channel is dropped. Raises FileNotFoundError
+    for a missing file (and for a folder, saying so) and ValueError naming the file when it
+    cannot be decoded (corrupt, truncated, not an image) or has floating-point pixels.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if path.is_dir():
+        raise FileNotFoundError(f"{path} is a folder, not an image file")
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as im:
+            im.load()  # the pixels stay in memory after the file closes
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"cannot read image {path}: {e}") from e
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception:  # a broken EXIF block: the pixels are still good, unturned
+        pass
+    return _as_rgb8(im, path)
 
 
 def save_label_png(path: Union[str, os.PathLike], label: Union[torch.Tensor, np.ndarray]) -> None:
@@ -36,12 +117,18 @@ def save_label_png(path: Union[str, os.PathLike], label: Union[torch.Tensor, np.
     if low < 0 or high > np.iinfo(np.uint16).max:
         raise ValueError(f"save_label_png: labels must lie in 0..65535, got {low}..{high}")
     if high >= _PALETTE_SIZE:
-        Image.fromarray(np.ascontiguousarray(arr.astype(np.uint16))).save(path)
-        return
-    arr = np.ascontiguousarray(arr.astype(np.uint8))
-    image = Image.frombytes("P", (arr.shape[1], arr.shape[0]), arr.tobytes())
-    image.putpalette(voc_colormap(_PALETTE_SIZE).reshape(-1).tolist())
-    image.save(path)
+        image = Image.fromarray(np.ascontiguousarray(arr.astype(np.uint16)))
+    else:
+        arr = np.ascontiguousarray(arr.astype(np.uint8))
+        image = Image.frombytes("P", (arr.shape[1], arr.shape[0]), arr.tobytes())
+        image.putpalette(voc_colormap(_PALETTE_SIZE).reshape(-1).tolist())
+    save_image(image, path)
+
+
+def save_image(image, path: Union[str, os.PathLike]) -> None:
+    """``image.save(path)`` (a PIL image); a full disk raises NoSpaceLeftError naming the folder."""
+    with reporting_full_disk(path):
+        image.save(path)
 
 
 def shrink_to(rgb: np.ndarray, max_side: Optional[int]) -> np.ndarray:

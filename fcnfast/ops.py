@@ -56,7 +56,19 @@ def clear_depthwise_cache() -> None:
     _diagonal_cache.clear()
 
 
-def _resolve_depthwise(weight: Tensor, depthwise: int) -> bool:
+def _all_finite(t: Tensor) -> bool:
+    """Whether every element of ``t`` is finite (one reduction and a host sync).
+
+    While a CUDA graph is being captured a host sync is forbidden, so it answers True without
+    looking: a captured graph keeps the depthwise path even for non-finite inputs."""
+    if t.is_cuda and torch.cuda.is_current_stream_capturing():
+        return True
+    return bool(torch.isfinite(t).all())
+
+
+def _resolve_depthwise(weight: Tensor, depthwise: int, data: Tensor) -> bool:
+    """Whether the call takes the depthwise path; ``data`` is the tensor the weight multiplies
+    (x forward, grad_out for grad_x)."""
     if depthwise == 0:
         return False
     diagonal = is_channel_diagonal(weight)
@@ -65,7 +77,12 @@ def _resolve_depthwise(weight: Tensor, depthwise: int) -> bool:
             f"depthwise=True requires a weight with Cin == Cout that is zero off the channel "
             f"diagonal; got weight of shape {tuple(weight.shape)} with off-diagonal entries"
         )
-    return diagonal
+    # The depthwise path skips the zero off-diagonal taps, which conv_transpose2d multiplies:
+    # 0 * inf and 0 * NaN are NaN. With a non-finite value in ``data`` the dense path gives
+    # conv_transpose2d's outputs exactly. (A non-finite weight is either off the diagonal, so
+    # not diagonal, or on it, where both paths multiply it alike.) ``data`` is small next to the
+    # output, so the check costs little.
+    return diagonal and _all_finite(data)
 
 
 def _backend(requested: Optional[str], x: Tensor) -> backends.Backend:
@@ -99,7 +116,7 @@ def _forward_impl(
     """
     geom = resolve_geometry(x, weight, bias, skip, stride, offset, size, skip_offset)
     chosen = _backend(backend, x)
-    return chosen.forward(x, weight, bias, skip, geom, _resolve_depthwise(weight, depthwise))
+    return chosen.forward(x, weight, bias, skip, geom, _resolve_depthwise(weight, depthwise, x))
 
 
 _upsample_crop_add_op = _register("upsample_crop_add", _forward_impl)
@@ -133,7 +150,7 @@ def _backward_impl(
     chosen = _backend(backend, x)
     # The depthwise path is exact for grad_x; grad_weight is always dense, because the
     # gradient of a diagonal weight's off-diagonal entries is not zero.
-    use_depthwise = _resolve_depthwise(weight, depthwise)
+    use_depthwise = _resolve_depthwise(weight, depthwise, grad_out)
     grad_x, grad_w = chosen.backward(grad_out.to(x.dtype), x, weight, geom, use_depthwise, need_input, need_weight)
     empty = x.new_empty((0,))
     return (grad_x if grad_x is not None else empty), (grad_w if grad_w is not None else empty)
@@ -215,6 +232,8 @@ def upsample_crop_add(
         bias: (Cout,) or None.
         depthwise: None detects a channel-diagonal weight (cached per tensor and version)
             and uses the 4-taps-per-output path; True requires it; False forces the dense path.
+            An x holding NaN or +-inf takes the dense path either way, so non-finite inputs give
+            conv_transpose2d's outputs (except while a CUDA graph is captured).
         backend: "reference" | "triton" | "cuda" | "cpp" | None (auto; FCNFAST_BACKEND overrides).
 
     Raises:

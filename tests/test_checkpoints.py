@@ -54,13 +54,13 @@ def test_read_checkpoint_errors_name_the_file_and_the_problem(tmp_path):
         read_checkpoint(tmp_path / "none.pth")
     corrupt = tmp_path / "corrupt.pth"
     corrupt.write_bytes(b"this is not a checkpoint" * 10)
-    with pytest.raises(ValueError, match="corrupt.pth is truncated, corrupt or not a PyTorch checkpoint"):
+    with pytest.raises(ValueError, match="corrupt.pth is not a PyTorch checkpoint: it is a text file"):
         read_checkpoint(corrupt)
     whole = tmp_path / "whole.pth"
     torch.save({"iteration": 5, "w": torch.arange(1000.0)}, whole)
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
-    with pytest.raises(ValueError, match="truncated.pth is truncated"):
+    with pytest.raises(ValueError, match="truncated.pth cannot be read: it is truncated or corrupt"):
         read_checkpoint(truncated, mmap=False)
     listed = tmp_path / "list.pth"
     torch.save([1, 2], listed)
@@ -69,3 +69,32 @@ def test_read_checkpoint_errors_name_the_file_and_the_problem(tmp_path):
     for mmap in (True, False):
         loaded = read_checkpoint(whole, mmap=mmap)
         assert loaded["iteration"] == 5 and torch.equal(loaded["w"], torch.arange(1000.0))
+
+
+@pytest.mark.parametrize("content, kind", [
+    (b"\xff\xd8\xff\xe0\x00\x10JFIF" + bytes(range(256)) * 4, "a JPEG image"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(64), "a PNG image"),
+    (bytes((i * 97 + 13) % 256 for i in range(4096)), "in a format fcnfast does not know"),
+    (b"", "empty"),
+])
+def test_a_file_torch_did_not_write_is_named_as_such(tmp_path, content, kind):
+    """Issue 11 #12: random bytes or a JPEG given as a checkpoint say so; torch's advice to load
+    with weights_only=False never reaches the user."""
+    path = tmp_path / "weights.pth"
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as err:
+        read_checkpoint(path)
+    message = str(err.value)
+    assert message == f"{path} is not a PyTorch checkpoint: it is {kind}" or kind in message, message
+    assert "weights_only=False" not in message and "\n" not in message
+
+
+def test_objects_torch_refuses_are_named_without_its_advice(tmp_path):
+    np = pytest.importorskip("numpy")
+    path = tmp_path / "arrays.pth"
+    torch.save({"w": np.zeros(3)}, path)
+    with pytest.raises(ValueError) as err:
+        read_checkpoint(path)
+    message = str(err.value)
+    assert "numpy" in message and "state_dict()" in message and str(path) in message
+    assert "weights_only=False" not in message and "\n" not in message

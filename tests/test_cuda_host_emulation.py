@@ -39,3 +39,5 @@ def test_cuda_kernel_bodies_match_naive_reference_on_host(tmp_path):
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert " 0 failures" in run.stdout and "divider: 0 bad" in run.stdout, run.stdout[-2000:]
+    # NaN and +-inf propagate as conv_transpose2d's do (issue 11 #6): checked by the same program.
+    assert "nonfinite: 0 bad" in run.stdout, run.stdout[-2000:]

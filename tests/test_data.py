@@ -181,8 +181,11 @@ def test_cli_make_toy_dataset(tmp_path, capsys):
     assert len(VOCSegmentation(out, "train")) == 2
     assert VOCSegmentation(out, "val")[0][1].shape == (24, 40)
 
-    args = parser.parse_args(["make-toy-dataset", str(out), "--size", "24", "40", "--min-size", "8", "8", "--max-size", "9", "9"])
-    assert args.func(args) == 2
+    from fcnfast.commands._errors import run_command
+
+    args = parser.parse_args(["make-toy-dataset", str(tmp_path / "cli2"), "--size", "24", "40",
+                              "--min-size", "8", "8", "--max-size", "9", "9"])
+    assert run_command("make-toy-dataset", args.func, args) == 2
     assert "error" in capsys.readouterr().err
 
 
@@ -355,5 +358,6 @@ def test_label_image_size_mismatch(small):
     path = ds.label_path(0)
     with Image.open(path) as im:
         im.crop((0, 0, 20, 24)).save(path)
-    with pytest.raises(ValueError, match=_msg(path) + ".*20x24.*" + _msg(ds.image_path(0)) + ".*32x24"):
+    # Sizes are written HxW, as everywhere in fcnfast (issue 11 #15).
+    with pytest.raises(ValueError, match=_msg(path) + r" is 24x20 \(HxW\).*" + _msg(ds.image_path(0)) + ".*24x32"):
         ds[0]

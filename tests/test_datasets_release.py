@@ -118,7 +118,7 @@ def test_nyud_checks_only_the_files_it_reads(toys, tmp_path):
     with pytest.raises(ValueError, match="nyud holds the inputs color, hha, depth; cannot load lidar"):
         open_dataset("nyud", root, modalities=("lidar",))
     Image.fromarray(np.zeros((8, 16), np.uint16) + 900).save(root / "data" / "depth" / "img_0001.png")
-    with pytest.raises(ValueError, match=r"img_0001\.png is 16x8 \(WxH\) but .*img_0001\.png is 16x16"):
+    with pytest.raises(ValueError, match=r"img_0001\.png is 8x16 \(HxW\) but .*img_0001\.png is 16x16"):
         open_dataset("nyud", root, modalities=("color", "depth"))[0]
 
 

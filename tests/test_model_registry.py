@@ -118,7 +118,8 @@ def test_cli_model_options_come_from_the_registry():
         assert option.type("FCN8s") == "voc-fcn8s" and all(name in option.help for name in MODEL_NAMES)
     for command in ("bench", "segment"):  # free text, checked by the registry (any accepted spelling)
         option = _model_option(command)
-        assert option.default == DEFAULT_MODEL and all(name in option.help for name in MODEL_NAMES)
+        # None: the checkpoint's model, else the registry's default (issue 11 #13)
+        assert option.default is None and all(name in option.help for name in (*MODEL_NAMES, DEFAULT_MODEL))
 
 
 def test_every_model_has_a_paper_learning_rate():

@@ -171,6 +171,7 @@ def test_killed_run_resumes_with_identical_losses(toy, base_run, tmp_path, monke
     assert proc.returncode == -signal.SIGKILL
     killed = T.read_checkpoint(out / "checkpoint.pth")
     assert killed["iteration"] == 2
+    assert (out / ".lock").exists()  # the killed run could not release its lock: the resume finds it stale
 
     # Everything not given again comes from the checkpoint's config; the checkpoint is read once.
     import fcnfast.training.run_checkpoint as run_checkpoint
@@ -186,7 +187,7 @@ def test_killed_run_resumes_with_identical_losses(toy, base_run, tmp_path, monke
     assert [i for i, _ in got] == [1, 2, 3, 4]
     np.testing.assert_allclose([l for _, l in got], [l for _, l in want], rtol=1e-6, atol=0)
     assert_states_close(load_state(out / "checkpoint.pth"), load_state(base_run / "checkpoint.pth"), rtol=1e-6, atol=1e-9)
-    assert not list(out.glob(".*.tmp"))
+    assert not list(out.glob(".*.tmp")) and not (out / ".lock").exists()
     # elapsed_s continues from the checkpoint's training time instead of restarting at 0.
     elapsed = [r["elapsed_s"] for r in T.read_log(out)]
     assert elapsed[1] == pytest.approx(killed["elapsed_s"], abs=1e-3)
@@ -284,7 +285,8 @@ def test_train_errors_are_clear(toy, tmp_path, capsys):
     corrupt = tmp_path / "r2"
     corrupt.mkdir()
     (corrupt / "checkpoint.pth").write_bytes(b"this is not a checkpoint" * 100)
-    _fails(capsys, ["train", "--data", str(toy), "--out", str(corrupt), "--resume"], "corrupt", "checkpoint.pth")
+    _fails(capsys, ["train", "--data", str(toy), "--out", str(corrupt), "--resume"], "not a PyTorch checkpoint",
+           "checkpoint.pth")
     _fails(capsys, run_args(toy, corrupt), "already holds a run", "--resume")
     _fails(capsys, run_args(toy, tmp_path / "r3", iterations=0), "iterations must be")
     _fails(capsys, run_args(toy, tmp_path / "r4", extra=("--val-split", "nosuch")), "nosuch", "--val-every 0")
@@ -302,7 +304,7 @@ def test_truncated_checkpoint_is_reported(base_run, toy, tmp_path, capsys):
 def test_evaluate_errors_are_clear(toy, base_run, tmp_path, capsys):
     ckpt = str(base_run / "checkpoint.pth")
     _fails(capsys, ["evaluate", "--data", str(toy), "--checkpoint", str(tmp_path / "none.pth")], "checkpoint not found")
-    _fails(capsys, ["evaluate", "--data", str(toy), "--checkpoint", ckpt, "--model", "fcn8s"], "trained as voc-fcn32s")
+    _fails(capsys, ["evaluate", "--data", str(toy), "--checkpoint", ckpt, "--model", "fcn8s"], "holds a voc-fcn32s model")
     _fails(capsys, ["evaluate", "--data", str(tmp_path / "nodata"), "--checkpoint", ckpt], "data directory not found")
     # A plain state dict of another architecture: load_weights names the problem.
     plain = tmp_path / "plain.pth"

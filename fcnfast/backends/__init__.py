@@ -27,9 +27,11 @@ AUTO_ORDER = {"cuda": ("triton", "cuda", "reference"), "cpu": ("cpp", "reference
 ENV_VAR = "FCNFAST_BACKEND"
 
 
-def check_backend_name(backend: Optional[str]) -> None:
+def check_backend_name(backend: Optional[str], source: str = "") -> None:
+    """ValueError unless ``backend`` is None or a backend's name; ``source`` says where the name
+    came from (e.g. " (by FCNFAST_BACKEND)")."""
     if backend is not None and backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS} or None for auto")
+        raise ValueError(f"unknown backend {backend!r}{source}; choose from {BACKENDS} or None for auto")
 
 
 def get(name: str) -> Backend:
@@ -70,15 +72,20 @@ _warned: set = set()
 
 
 def resolve_backend(requested: Optional[str], device: torch.device, dtype: torch.dtype) -> str:
-    """The backend that will run a call with tensors on ``device`` of ``dtype``."""
+    """The backend that will run a call with tensors on ``device`` of ``dtype``.
+
+    Raises ValueError for an unknown name and RuntimeError, with the reason, for a backend that
+    cannot run the call; when the name came from FCNFAST_BACKEND, the message says so."""
     device_type = _device_type(device.type)
+    source = ""
     if requested is None:
         requested = os.environ.get(ENV_VAR) or None
+        source = f" (by {ENV_VAR})"
     if requested is not None:
-        check_backend_name(requested)
+        check_backend_name(requested, source)
         reason = get(requested).why_not(device_type, dtype)
         if reason is not None:
-            raise RuntimeError(f"backend {requested!r} was requested but cannot run this call: {reason}")
+            raise RuntimeError(f"backend {requested!r} was requested{source} but cannot run this call: {reason}")
         return requested
     for name in AUTO_ORDER[device_type]:
         backend = get(name)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fcnfast.errors import UserError
 from fcnfast.models.registry import DEFAULT_MODEL, MODEL_NAMES_TEXT
 
 PROVIDER_HELP = (
@@ -54,8 +55,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--head-runs", type=int, default=None, help="head-only timed runs (default: 20 on CPU, 200 on GPU)")
     parser.add_argument("--head-warmup", type=int, default=None, help="head-only warm-up runs (default: 3 on CPU, 20 on GPU)")
     parser.add_argument("--weights", default=None, metavar="W", help="checkpoint to load (default: random weights)")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"{MODEL_NAMES_TEXT} (default {DEFAULT_MODEL})")
-    parser.add_argument("--num-classes", type=int, default=21, help="classes (default 21)")
+    parser.add_argument("--model", default=None,
+                        help=f"{MODEL_NAMES_TEXT} (default: the checkpoint's, else {DEFAULT_MODEL})")
+    parser.add_argument("--num-classes", type=int, default=None, help="classes (default: the checkpoint's, else 21)")
     parser.add_argument("--providers", nargs="+", action="extend", metavar="P", help=PROVIDER_HELP)
     parser.add_argument("--device", default="auto", help="auto (default: cuda if available), cpu, cuda")
     parser.add_argument("--compile-timeout", type=float, default=None, metavar="S",
@@ -77,29 +79,38 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from fcnfast.benchmark import BenchConfig, format_table, parse_size, run_benchmark, write_report
+    from fcnfast.models import checkpoint_model
+
+    from ._checks import check_backend, check_output_dir
 
     try:
         lists = dict(sizes=[parse_size(s) for s in _split(args.size)], batches=[int(b) for b in _split(args.batch)],
                      dtypes=_split(args.dtype), providers=_split(args.providers))
         given = {key: values for key, values in lists.items() if values}  # the others: BenchConfig's defaults
+        # A checkpoint says which model and how many classes it holds.
+        model, num_classes = args.model or DEFAULT_MODEL, args.num_classes or 21
+        if args.weights:
+            model, num_classes = checkpoint_model(args.weights, args.model, args.num_classes)[:2]
         cfg = BenchConfig(
-            **given, model=args.model, num_classes=args.num_classes, weights=args.weights, device=args.device,
+            **given, model=model, num_classes=num_classes, weights=args.weights, device=args.device,
             runs=args.runs, warmup=args.warmup, head_runs=args.head_runs, head_warmup=args.head_warmup,
             compile_timeout=args.compile_timeout, compile_mode=args.compile_mode, time_limit=args.time_limit,
             seed=args.seed, threads=args.threads,
         ).resolved()
     except (ValueError, RuntimeError) as exc:
-        print(f"fcnfast bench: error: {exc}", file=sys.stderr)
-        return 2
+        raise UserError(str(exc)) from exc
+    check_backend(None, torch.device(cfg.device))  # FCNFAST_BACKEND, which fcnfast-optimize follows
+    check_output_dir(args.out, "--out")  # before the measurement, which takes minutes
     if not cfg.weights:
         print("fcnfast bench: random weights (no --weights): timings are what matter, not the predictions",
               file=sys.stderr)
     try:
         report = run_benchmark(cfg, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as exc:  # e.g. a checkpoint that does not fit
-        print(f"fcnfast bench: error: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:  # e.g. a checkpoint that does not fit
+        raise UserError(str(exc)) from exc
     print(format_table(report))
     json_path, png_path, why = write_report(report, args.out)
     print(f"wrote {json_path}")

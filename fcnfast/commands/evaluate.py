@@ -72,18 +72,18 @@ def _print_task(label: str, m: dict, several: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fcnfast.evaluation import EvaluationError, evaluate_checkpoint, json_safe
+    from fcnfast.evaluation import evaluate_checkpoint, json_safe
+
+    from ._checks import check_output_dir
 
     backend = None if args.backend in (None, "auto") else args.backend
-    try:
-        m = evaluate_checkpoint(
-            args.data, args.checkpoint, split=args.split, model=args.model, dataset=args.dataset,
-            num_classes=args.num_classes, predictions_dir=args.predictions, backend=backend, device=args.device,
-            amp=args.amp, num_workers=args.num_workers, progress=not args.quiet and sys.stderr.isatty(),
-        )
-    except EvaluationError as exc:
-        print(f"fcnfast evaluate: error: {exc}", file=sys.stderr)
-        return 2
+    if args.predictions:
+        check_output_dir(args.predictions, "--predictions")
+    m = evaluate_checkpoint(
+        args.data, args.checkpoint, split=args.split, model=args.model, dataset=args.dataset,
+        num_classes=args.num_classes, predictions_dir=args.predictions, backend=backend, device=args.device,
+        amp=args.amp, num_workers=args.num_workers, progress=not args.quiet and sys.stderr.isatty(),
+    )
     if args.json:
         out = {k: m[k] for k in ("arch", "dataset", "split", "num_classes", "images", "pixels", "pixel_acc",
                                  "mean_acc", "mean_iu", "fw_iu")}

@@ -7,7 +7,15 @@ import json
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("info", help="show versions, device, extensions and backends")
+    parser = subparsers.add_parser(
+        "info",
+        help="show versions, device, extensions and backends",
+        description=(
+            "Show fcnfast's, Python's, torch's and Triton's versions, the device, which compiled "
+            "extensions were built, and every backend of the fused op with whether it can run here "
+            "and why not; last, the backend the automatic choice (or FCNFAST_BACKEND) picks per device."
+        ),
+    )
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
     parser.set_defaults(func=run)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from fcnfast.commands.model_options import MODEL_HELP, add_dataset_option, model_name
 from fcnfast.models.registry import DEFAULT_MODEL
@@ -88,19 +89,29 @@ _FIELDS = (
 
 
 def run(args: argparse.Namespace) -> int:
-    from fcnfast.training import TrainConfig, TrainingError, resume, train
+    from fcnfast.training import CHECKPOINT_NAME, TrainConfig, TrainingInterrupted, resume, train
+
+    from ._checks import check_output_dir
 
     explicit = {name: getattr(args, name) for name in _FIELDS if getattr(args, name) is not None}
     explicit.update(data=args.data, out=args.out, quiet=args.quiet)
     explicit.setdefault("device", "auto")
+    check_output_dir(args.out, "--out")
     try:
         summary = resume(args.out, explicit) if args.resume else train(TrainConfig(**explicit))
-    except TrainingError as exc:
-        print(f"fcnfast train: error: {exc}", file=sys.stderr)
-        return 2
+    except TrainingInterrupted as exc:
+        if _rank() == 0:
+            print(f"fcnfast train: {exc}; continue with: fcnfast train --resume --data {args.data} "
+                  f"--out {args.out}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
-        print(f"fcnfast train: interrupted; continue with --resume (from the last checkpoint in {args.out})",
-              file=sys.stderr)
+        # Only --resume from a checkpoint that exists: before the first one there is nothing to resume.
+        checkpoint = Path(args.out) / CHECKPOINT_NAME
+        if checkpoint.is_file():
+            message = f"interrupted; the last checkpoint is {checkpoint}: continue with --resume"
+        else:
+            message = "interrupted before any checkpoint was written: nothing to resume, start the run again"
+        print(f"fcnfast train: {message}", file=sys.stderr)
         return 130
     if summary["world_size"] > 1 and _rank() != 0:
         return 0

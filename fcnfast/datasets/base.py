@@ -158,15 +158,15 @@ class SegmentationDataset(torch.utils.data.Dataset):
         size = tuple(first.shape[1:])
         for path, tensor in inputs[1:]:
             if tuple(tensor.shape[1:]) != size:
-                raise ValueError(f"{path} is {tensor.shape[2]}x{tensor.shape[1]} (WxH) but {first_path} "
-                                 f"is {size[1]}x{size[0]}")
+                raise ValueError(f"{path} is {tensor.shape[1]}x{tensor.shape[2]} (HxW) but {first_path} "
+                                 f"is {size[0]}x{size[1]}")
         labels = []
         for label, n in zip(self.labels, self.class_counts):
             path = files[label]
             values = check_label_values(self.load_label(label, path), n, f"label image {path}")
             if values.shape != size:
-                raise ValueError(f"label {path} is {values.shape[1]}x{values.shape[0]} (WxH) but image "
-                                 f"{first_path} is {size[1]}x{size[0]}")
+                raise ValueError(f"label {path} is {values.shape[0]}x{values.shape[1]} (HxW) but image "
+                                 f"{first_path} is {size[0]}x{size[1]}")
             labels.append(torch.from_numpy(values.astype(np.int64)))
         image = first if len(inputs) == 1 else torch.cat([t for _, t in inputs], dim=0)
         label = labels[0] if len(labels) == 1 else torch.stack(labels)

@@ -1,7 +1,8 @@
 """Decoding the files of a dataset: images, depth maps and label PNGs.
 
-Every image file goes through :func:`decode`, one place to change how files are opened (EXIF
-orientation, 16-bit input): the readers below only shape what it returns. Each error names the
+Colour and HHA images are read by :func:`fcnfast.images.read_image` (EXIF orientation, every
+Pillow mode, 16-bit grey); depth maps and label PNGs, whose values are data, go through
+:func:`decode`, which keeps their mode and pixel values as stored. Each error names the
 file: FileNotFoundError when it is missing, ValueError when it cannot be decoded.
 """
 
@@ -14,6 +15,7 @@ from typing import Optional, Union
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..images import read_image as _read_rgb
 from .common import IGNORE_INDEX
 
 __all__ = ["decode", "read_image", "read_depth", "read_label", "check_label_values", "shift_void"]
@@ -35,8 +37,10 @@ def decode(path: PathLike, what: str = "image") -> Image.Image:
 
 
 def read_image(path: PathLike) -> np.ndarray:
-    """An image file as uint8 RGB H×W×3 (colour photos and the 3-channel HHA encoding alike)."""
-    return np.asarray(decode(path).convert("RGB"))
+    """An image file as uint8 RGB H×W×3 (colour photos and the 3-channel HHA encoding alike),
+    read by :func:`fcnfast.images.read_image`: EXIF orientation applied, every Pillow mode,
+    16-bit grey scaled to 8 bits."""
+    return _read_rgb(path)
 
 
 def read_depth(path: PathLike) -> np.ndarray:

@@ -15,6 +15,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
+from ..images import voc_colormap
 from .base import PathLike, SegmentationDataset, Transform
 from .common import MEAN_BGR, preprocess
 from .decode import read_image, read_label
@@ -34,24 +35,6 @@ def class_names_for(num_classes: int) -> Tuple[str, ...]:
     if num_classes == len(VOC_CLASSES):
         return VOC_CLASSES
     return tuple(f"class{i}" for i in range(num_classes))
-
-
-def voc_colormap(n: int = 256) -> np.ndarray:
-    """The PASCAL VOC palette: uint8 array (n, 3); index 255 is the boundary colour (224, 224, 192).
-
-    Same values as ``imgviz.label_colormap()`` and the VOC devkit's ``labelcolormap``.
-    """
-    cmap = np.zeros((n, 3), dtype=np.uint8)
-    for i in range(n):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        cmap[i] = (r, g, b)
-    return cmap
 
 
 class VOCSegmentation(SegmentationDataset):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Dict, Union
+from typing import Dict, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -28,10 +28,18 @@ def read_state_dict(source: StateDictSource) -> Dict[str, Tensor]:
     raise TypeError(f"expected a path or a state dict, got {type(source).__name__}")
 
 
+# Keys under which checkpoints keep the model's state dict: fcnfast and pytorch-fcn write
+# "model_state_dict"; many other trainers (and torchvision's references) write "state_dict".
+STATE_DICT_KEYS = ("model_state_dict", "state_dict")
+
+
 def unwrap_state_dict(state: Mapping) -> Dict[str, Tensor]:
-    """Take ``model_state_dict`` out of a training checkpoint and drop a ``module.`` prefix."""
-    if "model_state_dict" in state and isinstance(state["model_state_dict"], Mapping):
-        state = state["model_state_dict"]
+    """Take the state dict out of a checkpoint that holds it under one of :data:`STATE_DICT_KEYS`,
+    and drop a ``module.`` prefix (DataParallel / DDP)."""
+    for key in STATE_DICT_KEYS:
+        if key in state and isinstance(state[key], Mapping):
+            state = state[key]
+            break
     keys = list(state.keys())
     if keys and all(isinstance(k, str) and k.startswith("module.") for k in keys):
         state = {k[len("module."):]: v for k, v in state.items()}
@@ -44,11 +52,12 @@ def _first(items, limit: int = 5) -> str:
     return shown + (f" (and {len(items) - limit} more)" if len(items) > limit else "")
 
 
-def load_weights(model: nn.Module, source: StateDictSource) -> nn.Module:
-    """Load a checkpoint (path or dict; plain state dict or one holding ``model_state_dict``).
+def load_weights(model: nn.Module, source: StateDictSource, *, name: Optional[str] = None) -> nn.Module:
+    """Load a checkpoint (path or dict; plain state dict or one holding it, see
+    :func:`unwrap_state_dict`).
 
-    Raises FileNotFoundError for a missing file and ValueError naming the first missing,
-    unexpected or mis-shaped keys. Returns ``model``.
+    Raises FileNotFoundError for a missing file and ValueError naming the checkpoint (``name``,
+    else the path) and the first missing, unexpected or mis-shaped keys. Returns ``model``.
     """
     state = read_state_dict(source)
     expected = model.state_dict()
@@ -67,7 +76,7 @@ def load_weights(model: nn.Module, source: StateDictSource) -> nn.Module:
     if mis_shaped:
         problems.append(f"wrong shapes (checkpoint != model): {_first(mis_shaped)}")
     if problems:
-        where = source if isinstance(source, (str, os.PathLike)) else "state dict"
+        where = name or (source if isinstance(source, (str, os.PathLike)) else "state dict")
         raise ValueError(f"checkpoint {where} does not fit {type(model).__name__}: " + "; ".join(problems))
     nn.Module.load_state_dict(model, state, strict=True)
     return model

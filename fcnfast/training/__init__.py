@@ -8,6 +8,8 @@
 One job per module: :mod:`.config` (TrainConfig, presets), :mod:`.sampling` (data order and
 randomness), :mod:`.optim` (loss normalisation, parameter groups, lr schedule),
 :mod:`.distributed` (torchrun), :mod:`.rundir` (the run directory's files and log),
+:mod:`.lock` (one run per directory), :mod:`.interrupt` (SIGINT/SIGTERM: save, then stop),
+:mod:`.data_checks` (labels checked before the run, loader errors on one line),
 :mod:`.run_checkpoint` (what a checkpoint holds, resuming), :mod:`.trainer` (the loop).
 Scoring lives in :mod:`fcnfast.evaluation`, checkpoint file I/O in :mod:`fcnfast.checkpoints`.
 
@@ -18,7 +20,7 @@ size, since each process pads only its own slice), and ``--resume`` continues ex
 uninterrupted run would be: same batches, same dropout masks, same losses.
 
 **Outputs** in ``out``: ``checkpoint.pth`` (latest) and ``best.pth`` (best mean IU), written
-atomically; ``log.csv`` and ``log.jsonl``; ``config.json``.
+atomically; ``log.csv`` and ``log.jsonl``; ``config.json``; ``.lock`` while a run uses it.
 """
 
 from ..checkpoints import read_checkpoint, save_checkpoint
@@ -26,6 +28,8 @@ from ..evaluation import METRIC_NAMES, eval_loader, evaluate, evaluate_checkpoin
 from ..images import save_label_png as save_prediction  # its name before fcnfast.images existed
 from .config import PAPER_LR, PRESETS, TrainConfig, TrainingError
 from .distributed import DistInfo, setup_distributed
+from .interrupt import TrainingInterrupted
+from .lock import RunLock
 from .optim import lr_factor, param_groups, scale_loss
 from .run_checkpoint import read_run_checkpoint, resumed_config
 from .rundir import BEST_NAME, CHECKPOINT_NAME, LOG_FIELDS, RunLog, read_log
@@ -37,6 +41,8 @@ __all__ = [
     "PAPER_LR",
     "TrainConfig",
     "TrainingError",
+    "TrainingInterrupted",
+    "RunLock",
     "Trainer",
     "train",
     "resume",

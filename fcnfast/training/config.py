@@ -31,6 +31,7 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 from ..amp import AMP_DTYPES
 from ..datasets import dataset_class
+from ..errors import UserError
 from ..evaluation import check_dataset_fits
 from ..models import DEFAULT_MODEL, canonical_model_name, model_layout
 from .optim import LOSS_NORMALIZATIONS, LR_POLICIES
@@ -78,7 +79,7 @@ PRESET_FIELDS = tuple(sorted({name for preset in PRESETS.values() for name in pr
                              | {"checkpoint_every"}))
 
 
-class TrainingError(Exception):
+class TrainingError(UserError):
     """A problem with the user's setup (data, checkpoint, options): the CLI prints it without a traceback."""
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ..checkpoints import atomic_write_text, remove_stale_temp_files
+from ..errors import reporting_full_disk
 from ..evaluation import METRIC_NAMES, json_safe
 
 __all__ = ["BEST_NAME", "CHECKPOINT_NAME", "CONFIG_NAME", "LOG_FIELDS", "RunLog", "clean_run_dir", "read_log"]
@@ -75,10 +76,11 @@ class RunLog:
         for k in _EXACT_FIELDS:
             if isinstance(row[k], float):
                 row[k] = repr(row[k])
-        self._writer.writerow(row)
-        self._csv.flush()
-        self._jsonl.write(json.dumps(json_safe(record)) + "\n")
-        self._jsonl.flush()
+        with reporting_full_disk(self.csv_path):
+            self._writer.writerow(row)
+            self._csv.flush()
+            self._jsonl.write(json.dumps(json_safe(record)) + "\n")
+            self._jsonl.flush()
 
     def close(self) -> None:
         self._csv.close()

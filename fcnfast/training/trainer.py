@@ -5,13 +5,20 @@ normalised over the global batch (:mod:`.optim`), and steps SGD; every ``val_eve
 scores the validation split (:mod:`fcnfast.evaluation`), every ``log_every`` it writes a log row,
 and every ``checkpoint_every`` (and at a new best mean IU) it saves a checkpoint (:mod:`.run_checkpoint`).
 Only rank 0 writes files and shows the progress bar; validation metrics are summed over ranks.
+
+A run holds its directory's lock (:mod:`.lock`) from the end of its setup to its end, so a
+second run on the same ``out`` is refused; all of its checks (options, data, every label
+against ``num_classes``, backend, weights) run before the directory is created or written.
+SIGINT/SIGTERM stop it after the current step with a checkpoint (:mod:`.interrupt`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -24,11 +31,15 @@ from torch import Tensor, nn
 from ..amp import autocast
 from ..checkpoints import atomic_write_text, save_checkpoint
 from ..datasets import IGNORE_INDEX, RandomFlipScale, SegmentationDataset, open_dataset, pad_collate
+from ..errors import os_error_problem
 from ..evaluation import METRIC_NAMES, eval_loader, evaluate, run_model
 from ..models import build_model, load_weights, lookup_model_name, model_layout, vgg16_init
 from ..wrappers import unwrap_model
 from .config import TrainConfig, TrainingError
+from .data_checks import batches, check_labels
 from .distributed import barrier, setup_distributed, sum_over_ranks, teardown
+from .interrupt import StopSignals, TrainingInterrupted, ignore_stop_signals, print_stop_notice
+from .lock import RunLock
 from .optim import LOSS_DESCRIPTIONS, lr_factor, param_groups, scale_loss
 from .run_checkpoint import Progress, make_checkpoint, read_run_checkpoint, resumed_config
 from .rundir import BEST_NAME, CHECKPOINT_NAME, CONFIG_NAME, RunLog, clean_run_dir
@@ -52,6 +63,9 @@ def _load_datasets(cfg: TrainConfig) -> Tuple[SegmentationDataset, Optional[Segm
     except (FileNotFoundError, ValueError) as exc:
         hint = " (pass --val-every 0 to train without validation)" if cfg.val_split in str(exc) and cfg.val_every else ""
         raise TrainingError(f"{exc}{hint}") from exc
+    for dataset in (train_set, val_set):
+        if dataset is not None:
+            check_labels(dataset)
     return train_set, val_set
 
 
@@ -67,14 +81,16 @@ class Trainer:
     Construction does all the setup, so a bad setup fails before any step: it joins the process
     group (under torchrun), reads the run's checkpoint when ``config.resume`` (or takes
     ``checkpoint``, already read by :func:`read_run_checkpoint`), loads the splits, builds the
-    model, optimizer and GradScaler and restores their state. It raises TrainingError naming
-    the problem (and leaves no process group behind).
+    model, optimizer and GradScaler and restores their state; then (rank 0) it takes the run
+    directory's lock, creating the directory. It raises TrainingError naming the problem (and
+    leaves no process group, lock or new directory behind).
 
     :meth:`run` (once) trains to ``config.iterations`` and returns a summary dict: ``iteration``,
     ``start_iteration``, ``losses`` (``[(iteration, loss)]`` of this process's steps; global-batch
     losses, identical on every rank), ``best_mean_iu``, ``best_iteration``, ``metrics`` (last
     validation), ``out``, ``world_size``, ``global_batch``, ``device``.
-    ``on_iteration(iteration, loss)`` is called after every step.
+    ``on_iteration(iteration, loss)`` is called after every step. On SIGINT/SIGTERM it saves a
+    checkpoint after the current step and raises :class:`~.interrupt.TrainingInterrupted`.
     """
 
     def __init__(self, config: TrainConfig, *, checkpoint: Optional[Mapping[str, Any]] = None,
@@ -85,6 +101,8 @@ class Trainer:
         self.on_iteration = on_iteration
         self.out = Path(config.out)
         self._bar: Optional[Any] = None  # tqdm bar while run() loops (rank 0, on a terminal)
+        self._lock: Optional[RunLock] = None  # rank 0 holds the run directory's lock
+        self._stop = StopSignals(print_stop_notice)
         self.dist, self.device = setup_distributed(config.device)
         self.global_batch = config.batch_size * self.dist.world_size
         try:
@@ -94,8 +112,6 @@ class Trainer:
                 checkpoint = read_run_checkpoint(config.out)
             self._check_run_dir(checkpoint)
             self.train_set, self.val_set = _load_datasets(config)
-            if self.dist.is_main:
-                clean_run_dir(self.out)
             self.head_backend = self._head_backend()
             model = self._build_model(checkpoint)
             groups = param_groups(model, config.lr, config.weight_decay, bias_lr_mult=config.bias_lr_mult,
@@ -104,7 +120,9 @@ class Trainer:
             self.scaler = torch.amp.GradScaler("cuda") if config.amp == "fp16" else None
             self.progress = self._restore(checkpoint) if checkpoint is not None else Progress()
             self.model = self._distribute(model)
+            self._take_run_dir(checkpoint)
         except BaseException:
+            self._release_run_dir()
             teardown(self.dist)
             raise
 
@@ -126,13 +144,44 @@ class Trainer:
         if checkpoint is not None and arch != self.config.model:
             raise TrainingError(f"--resume: {path} holds a {checkpoint.get('arch')} run, not {self.config.model}")
 
+    def _take_run_dir(self, checkpoint: Optional[Mapping[str, Any]]) -> None:
+        """Rank 0: create the run directory, take its lock, clear temp files a killed write left;
+        every rank learns whether that worked, so none waits for a rank that gave up."""
+        error: Optional[TrainingError] = None
+        if self.dist.is_main:
+            created = not self.out.exists()
+            try:
+                self.out.mkdir(parents=True, exist_ok=True)
+                self._lock = RunLock(self.out).acquire()
+                self._check_run_dir(checkpoint)  # again: another run may have written it meanwhile
+                clean_run_dir(self.out)
+            except (OSError, TrainingError) as exc:
+                error = exc if isinstance(exc, TrainingError) else TrainingError(
+                    f"cannot create run directory {self.out}: {os_error_problem(exc)}")
+                self._release_run_dir()
+                if created:
+                    with contextlib.suppress(OSError):
+                        self.out.rmdir()  # only while empty: what this failed start created
+            if self._lock is not None and self._lock.took_over:
+                self._say(f"note: took over the lock of pid {self._lock.took_over.get('pid')}, which is gone")
+        failed = sum_over_ranks(torch.tensor([float(error is not None)], device=self.device), self.dist)
+        if error is not None:
+            raise error
+        if failed.item() > 0:
+            raise TrainingError(f"rank 0 could not take run directory {self.out}")
+
+    def _release_run_dir(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
     def _head_backend(self) -> str:
         from ..backends import resolve_backend
 
         try:
             return resolve_backend(self.config.backend, self.device, torch.float32)
         except (RuntimeError, ValueError) as exc:
-            raise TrainingError(f"--backend {self.config.backend}: {exc}") from exc
+            raise TrainingError(str(exc)) from exc
 
     def _build_model(self, checkpoint: Optional[Mapping[str, Any]]) -> nn.Module:
         cfg = self.config
@@ -180,13 +229,16 @@ class Trainer:
         return torch.utils.data.DataLoader(
             TrainSamples(self.train_set, transform, cfg.seed), batch_sampler=sampler, collate_fn=pad_collate,
             num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda", persistent_workers=False,
+            worker_init_fn=ignore_stop_signals,
         )
 
     # -- one step ------------------------------------------------------------------------------
 
-    def _step(self, images: Tensor, labels: Tensor, iteration: int) -> Tensor:
-        """One SGD step on this rank's slice; returns the global-batch loss (a 0-dim tensor). A model
-        with several outputs optimises the sum of their losses, each normalised on its own."""
+    def _step(self, images: Tensor, labels: Tensor, iteration: int) -> Tuple[Tensor, bool]:
+        """One SGD step on this rank's slice: (the global-batch loss, a 0-dim tensor; whether any
+        rank was asked to stop). A model with several outputs optimises the sum of their losses,
+        each normalised on its own. The stop flags travel with the loss's sums, so every rank stops
+        after the same step."""
         cfg = self.config
         torch.manual_seed(mix_seed(cfg.seed, TAG_DROPOUT, iteration, self.dist.rank))  # dropout masks
         images = images.to(self.device, non_blocking=True)
@@ -197,7 +249,8 @@ class Trainer:
         sums = [F.cross_entropy(out.float(), target, ignore_index=IGNORE_INDEX, reduction="sum")
                 for out, target in zip(outputs, targets)]
         counts = [(target != IGNORE_INDEX).sum().to(sums[0].dtype) for target in targets]
-        totals = sum_over_ranks(torch.stack([t.detach() for t in sums] + counts), self.dist)
+        stop = torch.tensor(float(self._stop.requested), dtype=sums[0].dtype, device=sums[0].device)
+        totals = sum_over_ranks(torch.stack([t.detach() for t in sums] + counts + [stop]), self.dist)
         loss = global_loss = 0
         for i, local_sum in enumerate(sums):
             task_loss, task_global = scale_loss(local_sum, totals[i], totals[len(sums) + i],
@@ -213,13 +266,14 @@ class Trainer:
         else:
             loss.backward()
             self.optimizer.step()
-        return global_loss
+        return global_loss, bool(totals[-1] > 0)
 
     # -- after a step: validation, log, checkpoints --------------------------------------------
 
     def _validate(self) -> Dict[str, Any]:
         loader = eval_loader(self.val_set, rank=self.dist.rank, world_size=self.dist.world_size,
-                             num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda")
+                             num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda",
+                             worker_init_fn=ignore_stop_signals)
         return evaluate(self.model, loader, self.train_set.class_counts, self.device, amp=self.config.amp)
 
     def _track(self, iteration: int, metrics: Dict[str, Any]) -> bool:
@@ -255,9 +309,10 @@ class Trainer:
                 record["tasks"] = {label: {k: m[k] for k in (*METRIC_NAMES, "iu")} for label, m in metrics["tasks"].items()}
         return record
 
-    def _save(self, iteration: int, improved: bool) -> None:
+    def _save(self, iteration: int, improved: bool, stopping: bool = False) -> None:
         cfg = self.config
-        latest_due = (cfg.checkpoint_every > 0 and iteration % cfg.checkpoint_every == 0) or iteration == cfg.iterations
+        latest_due = (stopping or (cfg.checkpoint_every > 0 and iteration % cfg.checkpoint_every == 0)
+                      or iteration == cfg.iterations)
         if not self.dist.is_main or not (latest_due or improved):
             return
         targets = ([self.out / CHECKPOINT_NAME] if latest_due else []) + ([self.out / BEST_NAME] if improved else [])
@@ -274,11 +329,13 @@ class Trainer:
     def run(self) -> Dict[str, Any]:
         """Train to ``config.iterations`` (see the class docstring); call once."""
         try:
-            return self._train()
+            with self._stop:
+                return self._train()
         finally:
             if self._bar is not None:
                 self._bar.close()
                 self._bar = None
+            self._release_run_dir()
             teardown(self.dist)
 
     def _start_files(self, start: int) -> Optional[RunLog]:
@@ -321,12 +378,13 @@ class Trainer:
         rate: Optional[float] = None
         try:
             t_prev = time.perf_counter()
-            for images, labels, _ in loader:
+            for images, labels, _ in batches(loader):
                 step = P.iteration  # 0-based index of this step
                 factor = lr_factor(cfg.lr_policy, step, cfg.iterations, cfg.poly_power)
                 for group in self.optimizer.param_groups:
                     group["lr"] = cfg.lr * group.get("lr_mult", 1.0) * factor
-                loss = float(self._step(images, labels, step))
+                loss_t, stopping = self._step(images, labels, step)
+                loss = float(loss_t)
                 iteration = step + 1
                 if not math.isfinite(loss):
                     raise TrainingError(
@@ -355,7 +413,9 @@ class Trainer:
                     if self._bar is None and not cfg.quiet and metrics is None:
                         print(f"iter {iteration}/{cfg.iterations}  loss {record['loss']:.6g}  lr {record['lr']:.3g}"
                               f"  {rate:.2f} img/s", flush=True)
-                self._save(iteration, improved)
+                self._save(iteration, improved, stopping)
+                if stopping:
+                    raise TrainingInterrupted(self._stop.signum or signal.SIGTERM, iteration, self.out / CHECKPOINT_NAME)
                 t_prev = time.perf_counter()
         finally:
             if log is not None:

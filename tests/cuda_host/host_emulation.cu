@@ -131,6 +131,65 @@ void run_case(const Case& cs, double tol) {
   }
 }
 
+// Non-finite inputs: the dense forward and input-gradient items must give conv_transpose2d's
+// pattern of NaN and +-inf: every weight is multiplied, zeros included (0 * inf = NaN), and no
+// tap conv_transpose2d uses is masked away. (The op sends non-finite inputs down the dense path.)
+enum Cls { FIN, NAN_, PINF, NINF };
+static Cls cls(double v) { return std::isnan(v) ? NAN_ : std::isinf(v) ? (v > 0 ? PINF : NINF) : FIN; }
+
+template <typename T>
+void nonfinite_case(const Geometry& g, float bad) {
+  const int64_t K = g.kh * g.kw, xs[4] = {g.Cin * g.Hin * g.Win, g.Hin * g.Win, g.Win, 1};
+  std::vector<T> x(g.N * xs[0]), w(g.Cin * g.Cout * K);
+  for (auto& v : x) v = q<T>(rf());
+  for (size_t e = 0; e < w.size(); ++e) w[e] = q<T>((e % 3 == 0) ? 0.f : rf());  // exact zero taps
+  x[0] = q<T>(bad);                               // a corner,
+  x[(g.N - 1) * xs[0] + xs[0] - 1] = q<T>(bad);   // the last element,
+  x[xs[1] * (g.Cin / 2) + g.Win * (g.Hin / 2) + g.Win / 2] = q<T>(bad);  // and the middle
+  const int64_t Hf = (g.Hin - 1) * g.sh + g.kh, Wf = (g.Win - 1) * g.sw + g.kw;
+  std::vector<double> full(g.N * g.Cout * Hf * Wf, 0.0);  // scatter without skipping zero weights
+  for (int64_t n = 0; n < g.N; ++n) for (int64_t ci = 0; ci < g.Cin; ++ci) for (int64_t i = 0; i < g.Hin; ++i)
+    for (int64_t j = 0; j < g.Win; ++j) { double xv = to_float(x[n * xs[0] + ci * xs[1] + i * xs[2] + j]);
+      for (int64_t co = 0; co < g.Cout; ++co) for (int64_t ky = 0; ky < g.kh; ++ky) for (int64_t kx = 0; kx < g.kw; ++kx)
+        full[((n * g.Cout + co) * Hf + i * g.sh + ky) * Wf + j * g.sw + kx] += xv * to_float(w[(ci * g.Cout + co) * K + ky * g.kw + kx]); }
+  std::vector<T> out(g.N * g.Cout * g.H * g.W, q<T>(0.f));
+  auto a = make_fwd_args<T, kFwdRowsDense, kFwdChannelsDense>(g, false);
+  a.x = x.data(); for (int d = 0; d < 4; ++d) { a.xs[d] = xs[d]; a.ss[d] = 0; }
+  a.weight = w.data(); a.bias = nullptr; a.skip = nullptr; a.out = out.data();
+  const bool k2s = g.kh == 2 * g.sh && g.kw == 2 * g.sw;
+  for (int64_t idx = 0; idx < a.total; ++idx) {
+    if (k2s) fwd_item<T, false, true, kFwdRowsDense, kFwdChannelsDense>(a, idx);
+    else fwd_item<T, false, false, kFwdRowsDense, kFwdChannelsDense>(a, idx); }
+  long bad_fwd = 0, nonfinite = 0;
+  for (int64_t n = 0; n < g.N; ++n) for (int64_t co = 0; co < g.Cout; ++co) for (int64_t h = 0; h < g.H; ++h)
+    for (int64_t ww = 0; ww < g.W; ++ww) {
+      Cls want = cls(full[((n * g.Cout + co) * Hf + g.oy + h) * Wf + g.ox + ww]);
+      nonfinite += want != FIN;
+      bad_fwd += cls(to_float(out[((n * g.Cout + co) * g.H + h) * g.W + ww])) != want; }
+  // Input gradient of a grad_out holding the same values: sum over co, ky, kx of grad_out * weight.
+  std::vector<T> go(g.N * g.Cout * g.H * g.W);
+  for (auto& v : go) v = q<T>(rf());
+  go[0] = q<T>(bad); go[go.size() / 2] = q<T>(bad);
+  std::vector<T> gx(g.N * g.Cin * g.Hin * g.Win, q<T>(0.f));
+  auto b = make_bwd_input_args<T, kBwdInChannelsDense>(g, false);
+  b.grad_out = go.data(); b.weight = w.data(); b.grad_x = gx.data();
+  const int64_t G = int64_t{1} << b.lg;
+  for (int64_t e0 = 0; e0 < b.total; e0 += G) { float sum[kBwdInChannelsDense] = {};
+    for (int64_t l = 0; l < G; ++l) { float acc[kBwdInChannelsDense] = {}; bwd_input_partial<T, false, kBwdInChannelsDense>(b, e0 + l, acc);
+      for (int c = 0; c < kBwdInChannelsDense; ++c) sum[c] += acc[c]; }
+    bwd_input_store<T, kBwdInChannelsDense>(b, e0, sum); }
+  long bad_bwd = 0;
+  for (int64_t n = 0; n < g.N; ++n) for (int64_t ci = 0; ci < g.Cin; ++ci) for (int64_t i = 0; i < g.Hin; ++i)
+    for (int64_t j = 0; j < g.Win; ++j) { double ref = 0;
+      for (int64_t co = 0; co < g.Cout; ++co) for (int64_t ky = 0; ky < g.kh; ++ky) for (int64_t kx = 0; kx < g.kw; ++kx) {
+        int64_t y = i * g.sh + ky - g.oy, xx = j * g.sw + kx - g.ox; if (y < 0 || y >= g.H || xx < 0 || xx >= g.W) continue;
+        ref += to_float(go[((n * g.Cout + co) * g.H + y) * g.W + xx]) * to_float(w[(ci * g.Cout + co) * K + ky * g.kw + kx]); }
+      bad_bwd += cls(to_float(gx[((n * g.Cin + ci) * g.Hin + i) * g.Win + j])) != cls(ref); }
+  if (bad_fwd || bad_bwd || !nonfinite) { ++failures;
+    printf("FAIL nonfinite %g dtype=%zu k%ldx%ld s%ldx%ld: fwd %ld, bwd_input %ld elements differ (%ld non-finite)\n",
+           bad, sizeof(T), g.kh, g.kw, g.sh, g.sw, bad_fwd, bad_bwd, nonfinite); }
+}
+
 Geometry mk(int64_t N,int64_t Cin,int64_t Cout,int64_t Hin,int64_t Win,int64_t kh,int64_t kw,int64_t sh,int64_t sw,int64_t oy,int64_t ox,int64_t H,int64_t W,int64_t sy,int64_t sx){
   const int64_t Hf=(Hin-1)*sh+kh, Wf=(Win-1)*sw+kw;
   if (H<=0) H=Hf-oy; if (W<=0) W=Wf-ox;
@@ -182,6 +241,14 @@ int main() {
     cases.push_back({Geometry{N,Cin,Cout,Hin,Win,kh,kw,H,W,sh,sw,oy,ox,ri(0,3),ri(0,3)},dw,(bool)coin(rng),(bool)coin(rng),(int)ri(0,2)});
   }
   for (auto& c: cases){ all<float>(c,2e-5); all<__half>(c,2e-2); all<__nv_bfloat16>(c,8e-2); }
+  {  // non-finite inputs, on FCN's k == 2s stages, the general path and upscore8's geometry
+    const Geometry geoms[] = {mk(2,3,4,5,6,4,4,2,2,1,1,0,0,0,0), mk(1,3,3,5,7,5,3,2,2,0,1,0,0,0,0),
+                              mk(1,2,3,4,5,16,16,8,8,5,5,20,25,0,0)};
+    long before = failures;
+    for (const auto& g : geoms) for (float bad : {NAN, INFINITY, -INFINITY}) {
+      nonfinite_case<float>(g, bad); nonfinite_case<__half>(g, bad); nonfinite_case<__nv_bfloat16>(g, bad); }
+    printf("nonfinite: %ld bad\n", failures - before);
+  }
   force_slow = true;
   for (auto& c: cases){ all<float>(c,2e-5); }
   force_slow = false;
