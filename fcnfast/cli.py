@@ -14,7 +14,7 @@ from typing import List, Optional
 from ._version import __version__
 
 # Subcommand modules in the order ``fcnfast --help`` lists them.
-COMMANDS = ("info", "bench", "segment", "train", "evaluate", "make_toy_dataset")
+COMMANDS = ("info", "bench", "segment", "train", "evaluate", "export", "make_toy_dataset")
 
 
 def build_parser() -> argparse.ArgumentParser:

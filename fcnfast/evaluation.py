@@ -28,6 +28,7 @@ from .wrappers import unwrap_model
 __all__ = [
     "METRIC_NAMES",
     "EvaluationError",
+    "checkpoint_model",
     "eval_loader",
     "evaluate",
     "evaluate_checkpoint",
@@ -186,6 +187,21 @@ def _infer_num_classes(state: Mapping[str, Any]) -> Optional[int]:
     return None
 
 
+def checkpoint_model(ckpt: Mapping[str, Any], checkpoint: str, model: Optional[str] = None,
+                     num_classes: Optional[int] = None) -> Tuple[str, int, Mapping[str, Any]]:
+    """(model name, classes, state dict) of a read checkpoint: ``model``, else its ``arch``, else
+    fcn8s; ``num_classes``, else its own, else score_fr's rows, else 21. Raises ValueError for an
+    unknown model or one that contradicts the checkpoint's ``arch``."""
+    state = ckpt.get("model_state_dict", ckpt)
+    arch = ckpt.get("arch")
+    arch = lookup_model_name(arch) if isinstance(arch, str) else None  # fcnfast's or pytorch-fcn's name
+    name = canonical_model_name(model or arch or DEFAULT_MODEL)
+    if model is not None and arch is not None and name != arch:
+        raise ValueError(f"checkpoint {checkpoint} was trained as {arch}, not {name} "
+                         f"(drop --model or pass --model {arch})")
+    return name, num_classes or ckpt.get("num_classes") or _infer_num_classes(state) or 21, state
+
+
 def evaluate_checkpoint(
     data: str,
     checkpoint: str,
@@ -215,17 +231,10 @@ def evaluate_checkpoint(
         ckpt = read_checkpoint(checkpoint)
     except (FileNotFoundError, ValueError) as exc:
         raise EvaluationError(str(exc)) from exc
-    state = ckpt.get("model_state_dict", ckpt)
-    arch = ckpt.get("arch")
-    arch = lookup_model_name(arch) if isinstance(arch, str) else None  # fcnfast's or pytorch-fcn's name
     try:
-        name = canonical_model_name(model or arch or DEFAULT_MODEL)
+        name, n, state = checkpoint_model(ckpt, checkpoint, model, num_classes)
     except ValueError as exc:
         raise EvaluationError(str(exc)) from None
-    if model is not None and arch is not None and name != arch:
-        raise EvaluationError(f"checkpoint {checkpoint} was trained as {arch}, not {name} "
-                              f"(drop --model or pass --model {arch})")
-    n = num_classes or ckpt.get("num_classes") or _infer_num_classes(state) or 21
     if amp is not None and amp not in AMP_DTYPES:
         raise EvaluationError(f"amp must be one of {tuple(AMP_DTYPES)}, got {amp!r}")
     try:
