@@ -99,7 +99,10 @@ class _FCNBase(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(N, num_classes, H, W) scores of a (N, 3, H, W) preprocessed batch: score_fr, then each head
         stage in layout order (adding its scaled, scored pool skip), the last one cropped to (H, W)."""
-        pool3, pool4, h = self._backbone(x)
+        return self.score_and_upsample(x.shape[2:], *self._backbone(x))
+
+    def score_and_upsample(self, size, pool3: Tensor, pool4: Tensor, h: Tensor) -> Tensor:
+        """The forward after the backbone (``_backbone``'s three outputs), for input size (H, W)."""
         pools = {3: pool3, 4: pool4}
         h = self.score_fr(h)
         last = len(self.layout.heads) - 1
@@ -111,7 +114,7 @@ class _FCNBase(nn.Module):
                 if scale != 1.0:
                     tap = tap * scale
                 skip = getattr(self, stage.skip_score)(tap)
-            h = getattr(self, stage.name)(h, skip=skip, size=x.shape[2:] if i == last else None)
+            h = getattr(self, stage.name)(h, skip=skip, size=size if i == last else None)
         return h
 
     def heads(self) -> List[UpsampleCropAdd]:
