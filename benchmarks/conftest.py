@@ -91,7 +91,7 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("dtype_name", str_list("dtypes"))
     compile_on = setting("compile") not in ("0", "", "false", "no")
     if "stage_provider" in names:
-        providers = ["reference", *fused_backends(DEVICE)] + (["compile"] if compile_on else [])
+        providers = ["reference", *fused_backends(DEVICE)] + (["compile"] if compile_on else []) + ["write-floor"]
         metafunc.parametrize("stage_provider", providers)
     if "fcn_provider" in names:
         providers = [p for p, _ in providers_for(DEVICE) if compile_on or p not in COMPILE_PROVIDERS]

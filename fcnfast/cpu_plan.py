@@ -4,8 +4,8 @@ For a float32 fcnfast FCN on the CPU, :class:`CpuPlan` runs VGG16 as
 
 - **oneDNN convolutions with prepacked weights and the ReLU fused** (``torch.ops.mkldnn
   ._convolution_pointwise``: the kernels inductor's freezing pass calls, here without
-  compiling), in channels_last. fc6 stays a convolution: as one GEMM over im2col patches it
-  measured 2.4x slower here;
+  compiling), in channels_last. fc6 stays a convolution: as one GEMM over im2col patches
+  (torch.addmm) it measured slower;
 - **the constant band skipped**: in the blocks listed by ``band_blocks`` (conv1..conv3 by
   default), only the rows where a map varies are convolved, at full width, and of the other
   rows only the ring columns at the canvas edge; the rest is filled with the layer's
