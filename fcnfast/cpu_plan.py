@@ -6,10 +6,12 @@ For a float32 fcnfast FCN on the CPU, :class:`CpuPlan` runs VGG16 as
   ._convolution_pointwise``: the kernels inductor's freezing pass calls, here without
   compiling), in channels_last. fc6 stays a convolution: as one GEMM over im2col patches
   (torch.addmm) it measured slower;
-- **the constant band skipped**: in the blocks listed by ``band_blocks`` (conv1..conv3 by
-  default), only the rows where a map varies are convolved, at full width, and of the other
-  rows only the ring columns at the canvas edge; the rest is filled with the layer's
-  per-channel constant (:mod:`fcnfast.const_band` says where, and why that is exact);
+- **the band computed once**: in the first ``band_blocks`` VGG blocks (conv1..conv3 by default)
+  each convolution and pool runs on the rows that see the image (:mod:`fcnfast.band`), at full
+  width, plus two rows on each side. The rows above and below are the same for every image of
+  that width: they are computed once, by the same convolutions on the bands alone, and kept
+  (:class:`_Bands`, per width and height parity); only their edge rows are stored, and the last
+  pool's whole bands, to assemble the full map;
 - then the model's own score layers and fused heads (``score_and_upsample``).
 
 Results equal the module's forward within float32 rounding (different summation order:
@@ -22,23 +24,26 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-from typing import List, Optional, Sequence, Tuple
+from collections import OrderedDict
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .const_band import Axis, complement, padded_conv_axis, pool_axis, same_conv_axis
+from .band import Band, padded_conv_band, pool_band, same_conv_band
 from .models.fcn import _FCNBase
-from .models.layout import FIRST_CONV_PADDING, POOL_KERNEL, POOL_STRIDE, VGG16_BLOCKS
+from .models.layout import FIRST_CONV_PADDING, POOL_KERNEL, POOL_STRIDE, SCALED_POOLS, VGG16_BLOCKS
 
 __all__ = ["CpuPlan", "cpu_plan_reason", "KEEP_MEMORY_ENV"]
 
 _CL = torch.channels_last
-# Constant rows below this share of a canvas are not worth separate convolution calls.
-MIN_SAVING = 0.08
-# Varying intervals closer than this many rows are convolved as one (each call re-reads 2 rows).
-MIN_GAP = 4
+# Rows of the band kept next to the zone: a 3x3 conv needs 2 to grow the zone by one row.
+HALO = 2
+# Widths (and height parities) whose bands are kept.
+MAX_BANDS = 16
+# pool3 is the first map the heads read whole (score_pool3): the band blocks end there at the latest.
+MAX_BAND_BLOCKS = min(SCALED_POOLS)
 #: "0" keeps glibc's default of returning large freed blocks to the OS (see keep_freed_memory).
 KEEP_MEMORY_ENV = "FCNFAST_CPU_KEEP_MEMORY"
 
@@ -85,8 +90,7 @@ def keep_freed_memory() -> None:
 
 
 class _Conv:
-    """One convolution with its oneDNN-packed weight; ``const`` is its output's per-channel value
-    in the constant band (band blocks only)."""
+    """One convolution with its oneDNN-packed weight (``padding`` overrides the layer's)."""
 
     def __init__(self, conv: nn.Conv2d, relu: bool) -> None:
         w = conv.weight.detach()
@@ -97,7 +101,6 @@ class _Conv:
         self.stride, self.dilation, self.groups = list(conv.stride), list(conv.dilation), conv.groups
         self.attr = "relu" if relu else "none"
         self.out_channels = conv.out_channels
-        self.const: Optional[Tensor] = None
 
     def __call__(self, x: Tensor, padding: Optional[Sequence[int]] = None) -> Tensor:
         return torch.ops.mkldnn._convolution_pointwise(
@@ -105,29 +108,35 @@ class _Conv:
             self.attr, [], "")
 
 
+class _Bands(NamedTuple):
+    """The rows of one width's band-block maps that never see the image, for each stage (every
+    conv and pool of the band blocks, in order): the last ``HALO`` rows above the zone and the
+    first ``HALO`` below; and the whole bands of the last stage (the last pool's output)."""
+
+    tops: List[Tensor]
+    bottoms: List[Tensor]
+    last_top: Tensor
+    last_bottom: Tensor
+
+
 class CpuPlan:
     """Runs an fcnfast FCN's forward on the CPU route (module docstring); ``plan(x)`` = ``model(x)``.
 
     ``model`` must pass :func:`cpu_plan_reason`; its weights must not change afterwards (they are
-    packed here). ``band_blocks``: how many VGG blocks skip their constant band (0: none).
+    packed here). ``band_blocks``: how many VGG blocks compute their band once per width (0: none).
     """
 
     def __init__(self, model: _FCNBase, band_blocks: int = 3) -> None:
+        if not 0 <= band_blocks <= MAX_BAND_BLOCKS:
+            raise ValueError(f"band_blocks must be in [0, {MAX_BAND_BLOCKS}], got {band_blocks}")
         self.model = model
         self.band_blocks = int(band_blocks)
-        self.blocks: List[List[_Conv]] = []
-        const: Optional[Tensor] = None  # the band's value: relu(bias), then relu(bias + sum_taps W . c)
-        for block, (_, _, n) in enumerate(VGG16_BLOCKS, start=1):
-            layers = [getattr(model, f"conv{block}_{i}") for i in range(1, n + 1)]
-            self.blocks.append([_Conv(layer, True) for layer in layers])
-            for conv, layer in zip(self.blocks[-1], layers):
-                if block > self.band_blocks:
-                    break
-                bias = layer.bias.detach().double()
-                taps = 0.0 if const is None else layer.weight.detach().double().sum((2, 3)) @ const
-                const = (bias + taps).relu()
-                conv.const = const.float()
+        self.blocks: List[List[_Conv]] = [
+            [_Conv(getattr(model, f"conv{block}_{i}"), True) for i in range(1, n + 1)]
+            for block, (_, _, n) in enumerate(VGG16_BLOCKS, start=1)
+        ]
         self.fc6, self.fc7 = _Conv(model.fc6, True), _Conv(model.fc7, True)
+        self._bands: "OrderedDict[tuple, _Bands]" = OrderedDict()
         keep_freed_memory()
 
     def __call__(self, x: Tensor) -> Tensor:
@@ -136,63 +145,91 @@ class CpuPlan:
     def backbone(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """(pool3, pool4, fc7 output) of a float32 (N, 3, H, W) batch, as ``model._backbone``."""
         h = x.contiguous(memory_format=_CL)
-        rows = cols = None
-        taps = {}
-        for index, block in enumerate(self.blocks, start=1):
-            for i, conv in enumerate(block):
-                if index <= self.band_blocks:
-                    h, rows, cols = self._band_conv(conv, h, rows, cols, first=(index, i) == (1, 0))
-                else:
-                    h = conv(h)
-            h = F.max_pool2d(h, POOL_KERNEL, POOL_STRIDE, ceil_mode=True)
-            if rows is not None:
-                rows, cols = pool_axis(rows, POOL_KERNEL, POOL_STRIDE), pool_axis(cols, POOL_KERNEL, POOL_STRIDE)
-                if index >= self.band_blocks:
-                    rows = cols = None
-            taps[index] = h
+        taps: Dict[int, Tensor] = {}
+        first = 1
+        if self.band_blocks:
+            h = taps[self.band_blocks] = self._band_blocks(h)
+            first = self.band_blocks + 1
+        for index in range(first, len(self.blocks) + 1):
+            for conv in self.blocks[index - 1]:
+                h = conv(h)
+            h = taps[index] = F.max_pool2d(h, POOL_KERNEL, POOL_STRIDE, ceil_mode=True)
         return taps[3], taps[4], self.fc7(self.fc6(h))
 
-    def _band_conv(self, conv: _Conv, x: Tensor, rows: Optional[Axis], cols: Optional[Axis],
-                   first: bool) -> Tuple[Tensor, Axis, Axis]:
-        """One band-block convolution: the output and its axes. The first conv reads the image
-        (padded by 100); the others read a canvas whose constant band holds the previous constant."""
-        if first:
-            pad = FIRST_CONV_PADDING
-            rows, cols = padded_conv_axis(x.shape[2], pad, 3), padded_conv_axis(x.shape[3], pad, 3)
-            out = self._filled(x.shape[0], conv, rows.size, cols.size, rows)
-            (a, b), (c, d) = rows.zone, cols.zone
-            # Output rows [a, b) at full width: the image padded by its distance to those rows.
-            out[:, :, a:b, :] = conv(x, padding=(pad - a, pad))
-            return out, rows, cols
-        rows, cols = same_conv_axis(rows, conv.padding[0]), same_conv_axis(cols, conv.padding[1])
-        varying = rows.varying(MIN_GAP)
-        if sum(b - a for a, b in varying) > (1 - MIN_SAVING) * rows.size:
-            return conv(x), rows, cols
-        out = self._filled(x.shape[0], conv, rows.size, cols.size, rows)
-        for a, b in varying:
-            _conv_window(conv, x, out, (a, b), (0, cols.size))
-        for a, b in complement(varying, rows.size):
-            for c, d in cols.rings():
-                _conv_window(conv, x, out, (a, b), (c, d))
-        return out, rows, cols
+    # -- the band blocks ---------------------------------------------------------------------------
 
-    @staticmethod
-    def _filled(n: int, conv: _Conv, height: int, width: int, rows: Axis) -> Tensor:
-        """A new (n, C, height, width) channels_last map whose rows outside ``rows.varying()`` hold
-        the conv's constant (the varying rows are left for the caller to write)."""
-        out = torch.empty((n, conv.out_channels, height, width), memory_format=_CL)
-        value = conv.const.view(1, -1, 1, 1)
-        for a, b in complement(rows.varying(MIN_GAP), height):
-            out[:, :, a:b, :] = value
-        return out
+    def _stages(self, height: int) -> List[Tuple[Optional[_Conv], Band]]:
+        """(conv, or None for a pool; the band of its output) of every band-block stage."""
+        stages: List[Tuple[Optional[_Conv], Band]] = []
+        band = padded_conv_band(height, FIRST_CONV_PADDING, 3)
+        for index in range(1, self.band_blocks + 1):
+            for conv in self.blocks[index - 1]:
+                if stages:
+                    band = same_conv_band(band, conv.padding[0])
+                stages.append((conv, band))
+            band = pool_band(band, POOL_KERNEL, POOL_STRIDE)
+            stages.append((None, band))
+        return stages
+
+    def _band_blocks(self, x: Tensor) -> Tensor:
+        """The last band block's pool output: each stage on its zone (and HALO band rows each side)."""
+        n, height, width = x.shape[0], x.shape[2], x.shape[3]
+        stages = self._stages(height)
+        bands = self._bands_for(height, width, stages)
+        conv1, band = stages[0]
+        pad = FIRST_CONV_PADDING
+        # conv1_1's zone rows at full width: the image padded by its distance to those rows.
+        z = conv1(x, padding=(pad - band.zone[0], pad))
+        for i in range(1, len(stages)):
+            conv, band = stages[i]
+            prev = stages[i - 1][1]
+            top, bottom = bands.tops[i - 1], bands.bottoms[i - 1]
+            if conv is not None:  # HALO rows each side in, the zone grown by one row each side out
+                z = conv(_stack(top, z, bottom, n), padding=(0, conv.padding[1]))
+            else:  # windows start at even rows: take one band row where the zone starts or ends odd
+                a, b = prev.zone
+                z = F.max_pool2d(_stack(top[:, :, HALO - a % 2:], z, bottom[:, :, : b % 2], n),
+                                 POOL_KERNEL, POOL_STRIDE, ceil_mode=True)
+        return _stack(bands.last_top, z, bands.last_bottom, n)
+
+    def _bands_for(self, height: int, width: int, stages) -> _Bands:
+        """The bands of this width and height parity (what they depend on besides the weights),
+        computed by the stages themselves on the bands alone at the first call that needs them."""
+        key = (width, height % 2 ** self.band_blocks)
+        bands = self._bands.get(key)
+        if bands is not None:
+            self._bands.move_to_end(key)
+            return bands
+        conv1, band = stages[0]
+        canvas = width + 2 * FIRST_CONV_PADDING - 2
+        # conv1_1's rows outside the zone read only zero padding: relu(bias) everywhere.
+        value = conv1.bias.relu().view(1, -1, 1, 1)
+        top = value.expand(1, conv1.out_channels, band.above, canvas).contiguous(memory_format=_CL)
+        bottom = value.expand(1, conv1.out_channels, band.below, canvas).contiguous(memory_format=_CL)
+        tops, bottoms = [top[:, :, -HALO:]], [bottom[:, :, :HALO]]
+        for i in range(1, len(stages)):
+            conv, band = stages[i]
+            prev = stages[i - 1][1]
+            if conv is not None:  # the conv's own zero padding is true at the canvas edge only
+                top = conv(top)[:, :, : band.above]
+                bottom = conv(bottom)[:, :, bottom.shape[2] - band.below:]
+            else:
+                a, b = prev.zone
+                top = F.max_pool2d(top[:, :, : a - a % 2], POOL_KERNEL, POOL_STRIDE, ceil_mode=True)
+                bottom = F.max_pool2d(bottom[:, :, b % 2:], POOL_KERNEL, POOL_STRIDE, ceil_mode=True)
+            if min(band.above, band.below) < HALO:
+                raise RuntimeError(f"the image reaches row {band.zone} of {band.size}: too close to the canvas "
+                                   f"edge for band_blocks={self.band_blocks}")
+            tops.append(top[:, :, -HALO:].contiguous(memory_format=_CL))
+            bottoms.append(bottom[:, :, :HALO].contiguous(memory_format=_CL))
+        bands = _Bands(tops, bottoms, top.contiguous(memory_format=_CL), bottom.contiguous(memory_format=_CL))
+        self._bands[key] = bands
+        while len(self._bands) > MAX_BANDS:
+            self._bands.popitem(last=False)
+        return bands
 
 
-def _conv_window(conv: _Conv, x: Tensor, out: Tensor, rows: Tuple[int, int], cols: Tuple[int, int]) -> None:
-    """out[..., rows, cols] = conv(x) there, for a same-size conv: reads the window grown by the
-    padding (clipped to the canvas, where the conv's own zero padding is the true one)."""
-    (a, b), (c, d) = rows, cols
-    py, px = conv.padding
-    s0, s1, t0, t1 = max(a - py, 0), min(b + py, x.shape[2]), max(c - px, 0), min(d + px, x.shape[3])
-    for n in range(x.shape[0]):  # one image at a time: a row window of one image is contiguous
-        window = x[n : n + 1, :, s0:s1, t0:t1]
-        out[n : n + 1, :, a:b, c:d] = conv(window)[:, :, a - s0 : b - s0, c - t0 : d - t0]
+def _stack(top: Tensor, middle: Tensor, bottom: Tensor, n: int) -> Tensor:
+    """``top``, ``middle``, ``bottom`` one above the other (rows), the bands repeated for n images."""
+    shape = (n, top.shape[1], -1, top.shape[3])
+    return torch.cat([top.expand(shape), middle, bottom.expand(shape)], dim=2).contiguous(memory_format=_CL)

@@ -23,8 +23,9 @@ What it does, once, without calling the given model's forward:
    :class:`~fcnfast.optimized_fcn.OptimizedFCN` captures one CUDA graph per input (shape, dtype,
    device) and replays it.
 6. On the CPU in float32: packs the backbone's weights for oneDNN, whose convolutions then run
-   with ReLU fused in channels_last, and conv1-conv3 skip the constant band that conv1_1's
-   pad of 100 leaves (:mod:`fcnfast.cpu_plan`, :mod:`fcnfast.const_band`): no compile step.
+   with ReLU fused in channels_last; conv1-conv3 convolve only the rows that see the image, the
+   rest of conv1_1's pad-100 canvas being the same for every image of a width and computed once
+   (:mod:`fcnfast.cpu_plan`, :mod:`fcnfast.band`): no compile step.
 
 Which variant a module is, and the geometry a foreign module must have, come from
 :mod:`fcnfast.models.layout` through the model registry.
@@ -239,7 +240,7 @@ def optimize(
         at_once: None detects FCN-8s-at-once (fcnfast: the model's pool scales; others: 'AtOnce'
             in the class name); True / False override.
         cpu_route: on the CPU in float32, run the backbone as oneDNN convolutions with weights
-            packed here and ReLU fused, computing conv1-conv3 only where their values vary
+            packed here and ReLU fused, conv1-conv3 computing only the rows that see the image
             (:mod:`fcnfast.cpu_plan`); False runs the module's own layers.
 
     Returns:

@@ -35,7 +35,7 @@ class OptimizedFCN(nn.Module):
     (``clone_output=True``) unless you ask for the static buffer, which the next call overwrites.
 
     ``cpu_route``: run CPU float32 inputs through :class:`~fcnfast.cpu_plan.CpuPlan` (packed
-    oneDNN weights, the constant band skipped); it is packed here, dropped by ``.to()`` and by
+    oneDNN weights, the pad-100 band computed once per width); it is packed here, dropped by ``.to()`` and by
     copying or pickling, and packed again at the next CPU call. ``cpu_route_reason`` says why
     the route is off where it cannot run.
     """
@@ -230,7 +230,7 @@ class OptimizedFCN(nn.Module):
             + (", channels_last VGG convs" if self.channels_last else ""),
             f"heads: {heads}; backend {backend or 'auto'} -> {chosen}",
             f"cuda_graph: {graphs}",
-            "cpu route: " + ("oneDNN packed convs, constant band skipped" if self.cpu_route_reason is None
+            "cpu route: " + ("oneDNN packed convs, the band computed once per width" if self.cpu_route_reason is None
                              else f"off ({self.cpu_route_reason})"),
             *self.notes,
             "inference only: eval mode, no grad; call under torch.inference_mode(); outputs in the input's dtype",

@@ -1,9 +1,9 @@
 """The CPU route of optimize() (fcnfast.cpu_plan): the backbone's three outputs and the scores equal
-the module's forward on odd sizes, with and without the constant band, and the route is on where
-it can run and says why where it cannot.
+the module's forward on odd sizes and both height parities, with the band computed once per width
+for 0-3 blocks, and the route is on where it can run and says why where it cannot.
 
-Biases are large, so that every band constant is far from zero and a wrongly filled pixel shows in
-pool3 and pool4, which are compared whole (the heads crop their borders away).
+Biases are large, so that the band rows are far from zero and a wrong one shows in pool3 and pool4,
+which are compared whole (the heads crop their borders away).
 """
 
 import copy
@@ -16,7 +16,9 @@ from fcnfast.cpu_plan import CpuPlan, cpu_plan_reason
 from fcnfast.models import FCN8s
 from fcnfast.models.init import random_init_
 
-SIZES = [(1, 31, 45), (2, 17, 8), (1, 1, 1)]
+# Odd and even heights (the band rows kept depend on the height's parity at each pool), the same
+# width twice (the second call reuses the kept band rows), a batch of two, the smallest image.
+SIZES = [(1, 31, 45), (1, 36, 45), (2, 17, 8), (1, 1, 1)]
 
 
 def _close(out, ref, what):
@@ -48,7 +50,7 @@ def references(model):
     return out
 
 
-@pytest.mark.parametrize("band_blocks", [0, 3, 5])
+@pytest.mark.parametrize("band_blocks", [0, 1, 3])
 def test_backbone_equals_the_module(model, references, band_blocks):
     plan = CpuPlan(model, band_blocks=band_blocks)
     for x, want, scores in references:
@@ -58,6 +60,11 @@ def test_backbone_equals_the_module(model, references, band_blocks):
                 assert a.shape == b.shape
                 _close(a, b, f"{name} at {tuple(x.shape)}, band_blocks={band_blocks}")
             _close(model.score_and_upsample(x.shape[2:], *got), scores, f"scores at {tuple(x.shape)}")
+
+
+def test_band_blocks_end_at_pool3(model):
+    with pytest.raises(ValueError, match="band_blocks"):
+        CpuPlan(model, band_blocks=4)
 
 
 def test_optimize_takes_the_route_on_cpu_float32(model):

@@ -4,7 +4,7 @@ the tensor memory a call allocates at its peak.
 - :func:`model_flops`: 2 x the multiply-adds of every convolution and head stage at an input
   size, counted on a meta-device model (no weights, no time), over the whole pad-100 canvas.
   That is the work eager PyTorch, ONNX Runtime and torch.compile do; fcnfast.optimize skips
-  part of it (the constant band), so its fraction of the floor can pass what its convolutions
+  part of it (the pad-100 band, computed once per width), so its fraction of the floor can pass what its convolutions
   alone reach.
 - :func:`gemm_peak_gflops`: the best of a few float32 ``n x n x n`` matrix products, measured in
   the same run as the providers (recorded in ``bench.json``): FLOPs / peak is the floor.
