@@ -45,7 +45,7 @@ def _case(stage, size, batch, weights, dtype, device):
 def test_stage(benchmark, stage, size, batch, weights, dtype_name, stage_provider, bench_device, bench_rounds,
                bench_inner):
     dtype = DTYPES[dtype_name]
-    if stage_provider not in ("reference", "compile"):
+    if stage_provider not in ("reference", "compile", WRITE_FLOOR):
         ok, reason = backends.supports(stage_provider, bench_device, dtype)
         if not ok:
             pytest.skip(reason)
