@@ -17,7 +17,6 @@ set, ``config.runs`` equal to it, and each entry's ``times_ms`` in round order.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import shutil
 import sys
 import tempfile
@@ -27,11 +26,10 @@ from typing import Callable, Dict, List
 import torch
 from torch import nn
 
-from ..environment import load_average, probe
 from .config import DTYPES, KINDS, BenchConfig, size_label
 from .costs import gemm_gflops, gemm_operands, model_flops
 from .providers import Calls, dtype_skip_reason, prepare, providers_for
-from .runner import add_floor, finish_entry, ground_truth, measure_gemm_peak, memory_entry
+from .runner import add_floor, begin_run, bench_report, finish_entry, ground_truth, memory_entry
 from .timing import summarize, sync
 from .workload import build_bench_model, make_input
 
@@ -68,16 +66,12 @@ def run_interleaved(cfg: BenchConfig, progress: bool = True) -> dict:
     """Run ``cfg`` (``cfg.rounds`` set) in interleaved rounds; returns the bench.json dict."""
     from tqdm import tqdm
 
-    cfg = cfg.resolved()
+    started = time.perf_counter()
+    cfg, env, gemm_peak = begin_run(cfg)
     if not cfg.rounds:
         raise ValueError("run_interleaved needs cfg.rounds >= 1")
     cfg.runs = cfg.rounds
     device = cfg.device
-    started = time.perf_counter()
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
-    env = probe(device)
-    gemm_peak = measure_gemm_peak(cfg, env)
     base = build_bench_model(cfg.model, cfg.num_classes, cfg.weights, cfg.seed, device)
     combos = [(s, b, d) for s in cfg.sizes for b in cfg.batches for d in cfg.dtypes]
     bar = tqdm(total=len(combos) * (cfg.rounds + cfg.head_runs), desc="fcnfast bench (interleaved)", unit="round",
@@ -95,17 +89,9 @@ def run_interleaved(cfg: BenchConfig, progress: bool = True) -> dict:
         gemm_peak = max([gemm_peak] + [gemm_gflops(t) for t in gemm_times])
         env["gemm_peak_gflops"], env["gemm_peak_note"] = gemm_peak, "best of one product before and one per round"
         results = [add_floor(r, gemm_peak) for r in results]
-    cfg_dict = dataclasses.asdict(cfg)
-    cfg_dict["sizes"] = [list(s) for s in cfg.sizes]
-    cfg_dict["model_class"] = type(base).__name__
-    cfg_dict["weights"] = cfg.weights or f"random (fcnfast.models.init.random_init_, seed {cfg.seed})"
-    end_load = load_average()
-    if end_load is not None:
-        env["load_average_end"] = end_load
     note = (f"interleaved: {cfg.rounds} end-to-end and {cfg.head_runs} head rounds after {cfg.warmup} / "
             f"{cfg.head_warmup} warm-up calls; every provider once per round, the order rotated each round")
-    return {"benchmark": "fcnfast bench", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": env,
-            "config": cfg_dict, "notes": [note], "wall_s": time.perf_counter() - started, "results": results}
+    return bench_report(cfg, env, type(base).__name__, [note], time.perf_counter() - started, results)
 
 
 def _gemm(device: str) -> Callable[[], object]:

@@ -40,13 +40,9 @@ def run_benchmark(cfg: BenchConfig, progress: bool = True) -> dict:
     config, and ValueError / FileNotFoundError for a checkpoint that cannot be loaded."""
     from tqdm import tqdm
 
-    cfg = cfg.resolved()
-    device = cfg.device
     started = time.perf_counter()
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
-    env = probe(device)
-    gemm_peak = measure_gemm_peak(cfg, env)
+    cfg, env, gemm_peak = begin_run(cfg)
+    device = cfg.device
     provider_list = providers_for(device, cfg.providers)
     combos = [(s, b, d) for s in cfg.sizes for b in cfg.batches for d in cfg.dtypes]
     results: List[dict] = []
@@ -122,22 +118,30 @@ def run_benchmark(cfg: BenchConfig, progress: bool = True) -> dict:
         shutil.rmtree(workdir, ignore_errors=True)
     if any("--time-limit" in r.get("reason", "") for r in results):
         notes.append(f"some providers were skipped to stay within --time-limit {cfg.time_limit:.0f} s")
+    return bench_report(cfg, env, model_name, notes, elapsed(), results)
+
+
+def begin_run(cfg: BenchConfig) -> Tuple[BenchConfig, dict, Optional[float]]:
+    """(``cfg`` resolved, the environment, the GEMM peak or None), torch's threads set as asked."""
+    cfg = cfg.resolved()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    env = probe(cfg.device)
+    return cfg, env, measure_gemm_peak(cfg, env)
+
+
+def bench_report(cfg: BenchConfig, env: dict, model_class: str, notes: List[str], wall_s: float,
+                 results: List[dict]) -> dict:
+    """The bench.json dict of a finished run (the load average at its end added to ``env``)."""
     cfg_dict = dataclasses.asdict(cfg)
     cfg_dict["sizes"] = [list(s) for s in cfg.sizes]
-    cfg_dict["model_class"] = model_name
+    cfg_dict["model_class"] = model_class
     cfg_dict["weights"] = cfg.weights or f"random (fcnfast.models.init.random_init_, seed {cfg.seed})"
     end_load = load_average()
     if end_load is not None:
         env["load_average_end"] = end_load
-    return {
-        "benchmark": "fcnfast bench",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "environment": env,
-        "config": cfg_dict,
-        "notes": notes,
-        "wall_s": elapsed(),
-        "results": results,
-    }
+    return {"benchmark": "fcnfast bench", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": env,
+            "config": cfg_dict, "notes": notes, "wall_s": wall_s, "results": results}
 
 
 def measure_gemm_peak(cfg: BenchConfig, env: dict) -> Optional[float]:
