@@ -6,8 +6,9 @@ the tensor memory a call allocates at its peak.
   That is the work eager PyTorch, ONNX Runtime and torch.compile do; fcnfast.optimize skips
   part of it (the pad-100 band, computed once per width), so its fraction of the floor can pass what its convolutions
   alone reach.
-- :func:`gemm_peak_gflops`: the best of a few float32 ``n x n x n`` matrix products, measured in
-  the same run as the providers (recorded in ``bench.json``): FLOPs / peak is the floor.
+- :func:`gemm_peak_gflops`: the best of a few float32 ``n x n x n`` matrix products (torch.mm and,
+  on the CPU, oneDNN's), measured in the same run as the providers (recorded in ``bench.json``):
+  FLOPs / peak is the floor.
 - :func:`peak_tensor_bytes`: the most memory that tensors allocated during one call held at
   once, from the profiler's allocation events (what ``torch.cuda.max_memory_allocated`` gives on
   a GPU). Memory held by other runtimes (ONNX Runtime) is not tensors and is not counted.
@@ -55,10 +56,22 @@ def model_flops(model: str, size: Tuple[int, int], batch: int = 1, num_classes: 
     return total
 
 
-def gemm_operands(device: str) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The two float32 GEMM_SIZE x GEMM_SIZE operands of the peak's product, on ``device``."""
+def gemm_products(device: str) -> Dict[str, Callable[[], object]]:
+    """The float32 GEMM_SIZE^3 products the peak is the best of, by name: ``torch.mm`` (MKL or
+    cuBLAS) and, on the CPU, oneDNN's (a 1x1 convolution in channels_last: the kernels the
+    convolutions run on; MKL's sgemm reaches about half of it on AMD CPUs)."""
     gen = torch.Generator().manual_seed(0)
-    return tuple(torch.randn(GEMM_SIZE, GEMM_SIZE, generator=gen).to(device) for _ in range(2))
+    a, b = (torch.randn(GEMM_SIZE, GEMM_SIZE, generator=gen).to(device) for _ in range(2))
+    products: Dict[str, Callable[[], object]] = {"torch.mm": lambda: torch.mm(a, b)}
+    if not device.startswith("cuda") and torch.backends.mkldnn.is_available():
+        side = int(GEMM_SIZE**0.5)
+        if side * side == GEMM_SIZE:
+            x = a.t().reshape(1, GEMM_SIZE, side, side).contiguous(memory_format=torch.channels_last)
+            w = torch.ops.mkldnn._reorder_convolution_weight(b.reshape(GEMM_SIZE, GEMM_SIZE, 1, 1), [0, 0], [1, 1],
+                                                               [1, 1], 1)
+            products["oneDNN"] = lambda: torch.ops.mkldnn._convolution_pointwise(
+                x, w, None, [0, 0], [1, 1], [1, 1], 1, "none", [], "")
+    return products
 
 
 def gemm_gflops(seconds: float) -> float:
@@ -66,24 +79,24 @@ def gemm_gflops(seconds: float) -> float:
     return 2.0 * GEMM_SIZE**3 / seconds / 1e9
 
 
-def gemm_peak_gflops(device: str, repeats: int = 3) -> float:
-    """GFLOP/s of the fastest of ``repeats`` float32 GEMM_SIZE^3 matrix products on ``device`` (after
-    one untimed product), with TF32 off on a GPU: the peak the providers' float32 work is held to."""
-    a, b = gemm_operands(device)
+def gemm_peak_gflops(device: str, repeats: int = 3) -> Tuple[float, str]:
+    """(GFLOP/s, which product) of the fastest of ``repeats`` runs of each :func:`gemm_products` (after
+    one untimed run each), with TF32 off on a GPU: the peak the providers' float32 work is held to."""
     tf32 = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False
+    best: Tuple[float, str] = (float("inf"), "")
     try:
-        torch.mm(a, b)
-        sync(device)
-        best = float("inf")
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            torch.mm(a, b)
+        for name, product in gemm_products(device).items():
+            product()
             sync(device)
-            best = min(best, time.perf_counter() - t0)
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                product()
+                sync(device)
+                best = min(best, (time.perf_counter() - t0, name))
     finally:
         torch.backends.cuda.matmul.allow_tf32 = tf32
-    return gemm_gflops(best)
+    return gemm_gflops(best[0]), best[1]
 
 
 def peak_tensor_bytes(fn: Callable[[], object], device: str) -> int:
@@ -120,4 +133,4 @@ def peak_tensor_bytes(fn: Callable[[], object], device: str) -> int:
     return int(peak)
 
 
-__all__ = ["GEMM_SIZE", "model_flops", "gemm_operands", "gemm_gflops", "gemm_peak_gflops", "peak_tensor_bytes"]
+__all__ = ["GEMM_SIZE", "model_flops", "gemm_products", "gemm_gflops", "gemm_peak_gflops", "peak_tensor_bytes"]

@@ -6,7 +6,7 @@ rotates from round to round, so every provider meets the same load, and the medi
 ratios come from the same rounds. The torch.compile providers compile in this process (no time
 box: their first call, reported as ``compile_s``), so a run takes as long as they take.
 
-Each round also times one float32 GEMM (:func:`~.costs.gemm_peak_gflops`'s product): the peak
+Each round also times one float32 GEMM (the product that set :func:`~.costs.gemm_peak_gflops`): the peak
 behind every fraction of the FLOP floor is the best of those and of the one measured first, so a
 busy minute lowers it no more than it slows the providers.
 
@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .config import DTYPES, KINDS, BenchConfig, size_label
-from .costs import gemm_gflops, gemm_operands, model_flops
+from .costs import gemm_gflops, gemm_products, model_flops
 from .providers import Calls, dtype_skip_reason, prepare, providers_for
 from .runner import add_floor, begin_run, bench_report, finish_entry, ground_truth, memory_entry
 from .timing import summarize, sync
@@ -81,7 +81,8 @@ def run_interleaved(cfg: BenchConfig, progress: bool = True) -> dict:
     gemm_times: List[float] = []
     try:
         for size, batch, dtype_name in combos:
-            results += _combo(cfg, base, size, batch, dtype_name, gemm_times if gemm_peak else None, workdir, bar)
+            results += _combo(cfg, base, size, batch, dtype_name, gemm_times if gemm_peak else None,
+                              env.get("gemm_product"), workdir, bar)
     finally:
         bar.close()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -94,16 +95,16 @@ def run_interleaved(cfg: BenchConfig, progress: bool = True) -> dict:
     return bench_report(cfg, env, type(base).__name__, [note], time.perf_counter() - started, results)
 
 
-def _gemm(device: str) -> Callable[[], object]:
-    """One float32 product of the GEMM peak's operands on ``device`` (made once)."""
-    a, b = gemm_operands(device)
-    return lambda: torch.mm(a, b)
+def _gemm(device: str, product: str) -> Callable[[], object]:
+    """The GEMM product named ``product`` (the one that set the peak) on ``device``."""
+    return gemm_products(device)[product]
 
 
-def _combo(cfg: BenchConfig, base: nn.Module, size, batch: int, dtype_name: str, gemm_times, workdir: str,
-           bar) -> List[dict]:
+def _combo(cfg: BenchConfig, base: nn.Module, size, batch: int, dtype_name: str, gemm_times, gemm_product,
+           workdir: str, bar) -> List[dict]:
     """Every provider's head and end-to-end entries for one (size, batch, dtype), without their
-    floor; ``gemm_times`` (a list, or None for no GEMM) gets each end-to-end round's GEMM time."""
+    floor; ``gemm_times`` (a list, or None for no GEMM) gets each end-to-end round's time of the
+    ``gemm_product`` GEMM."""
     device, dtype = cfg.device, DTYPES[dtype_name]
     x = make_input(batch, size, cfg.seed, device)
     gt_out, gt_heads = ground_truth(base, x)
@@ -141,7 +142,7 @@ def _combo(cfg: BenchConfig, base: nn.Module, size, batch: int, dtype_name: str,
                     fn()
             bar.set_postfix_str(f"{size_label(size)} b{batch} {dtype_name}: {kind} rounds")
             gemm = kind == "end_to_end" and gemm_times is not None
-            times = _rounds({**fns, _GEMM: _gemm(device)} if gemm else fns, rounds, device,
+            times = _rounds({**fns, _GEMM: _gemm(device, gemm_product)} if gemm else fns, rounds, device,
                             on_round=lambda: bar.update(1))
             if gemm:
                 gemm_times += times.pop(_GEMM)

@@ -148,8 +148,8 @@ def measure_gemm_peak(cfg: BenchConfig, env: dict) -> Optional[float]:
     """The float32 GEMM peak (GFLOP/s) of this run, recorded in ``env``; None when ``cfg`` says not to."""
     if not cfg.gemm_peak:
         return None
-    peak = gemm_peak_gflops(cfg.device)
-    env["gemm_peak_gflops"], env["gemm_size"] = peak, costs.GEMM_SIZE
+    peak, product = gemm_peak_gflops(cfg.device)
+    env["gemm_peak_gflops"], env["gemm_size"], env["gemm_product"] = peak, costs.GEMM_SIZE, product
     return peak
 
 
