@@ -7,8 +7,9 @@ Stages (FCN-8s geometry at the given input size, 21 classes):
 
 One benchmark group per (stage, size, batch, weights, dtype) with the providers side by side:
 ``reference`` (fcnfast.reference: conv_transpose2d, then crop and add), every fused backend that
-runs here (never the Triton interpreter), and ``compile`` (torch.compile of the reference; GPU
-default). ``extra_info`` holds ms per call and GB/s (bytes read + written: x, the skip window,
+runs here (never the Triton interpreter), ``compile`` (torch.compile of the reference; GPU
+default) and ``write-floor``: allocating and filling the stage's output (``torch.empty(...).fill_``),
+the least any implementation must do, timed side by side. ``extra_info`` holds ms per call and GB/s (bytes read + written: x, the skip window,
 the output). On GPU a timed round is ``inner_calls`` calls followed by one synchronize. Rounds:
 at least --fcn-rounds, more for fast stages (about one second's worth, at most 200).
 """
@@ -23,6 +24,7 @@ from fcnfast.benchmark import DTYPES, device_name, head_stage_shapes, size_label
 from fcnfast.reference import bilinear_weight, upsample_crop_add_reference
 
 NUM_CLASSES = 21
+WRITE_FLOOR = "write-floor"
 
 
 def _case(stage, size, batch, weights, dtype, device):
@@ -43,12 +45,16 @@ def _case(stage, size, batch, weights, dtype, device):
 def test_stage(benchmark, stage, size, batch, weights, dtype_name, stage_provider, bench_device, bench_rounds,
                bench_inner):
     dtype = DTYPES[dtype_name]
-    if stage_provider not in ("reference", "compile"):
+    if stage_provider not in ("reference", "compile", WRITE_FLOOR):
         ok, reason = backends.supports(stage_provider, bench_device, dtype)
         if not ok:
             pytest.skip(reason)
     x, w, stride, kwargs, st = _case(stage, size, batch, weights, dtype, bench_device)
-    if stage_provider == "reference":
+    out_shape = upsample_crop_add_reference(x[:1], w, stride, **{**kwargs, "skip": None}).shape[1:]
+    if stage_provider == WRITE_FLOOR:
+        def op():
+            return torch.empty((x.shape[0], *out_shape), dtype=dtype, device=bench_device).fill_(1.0)
+    elif stage_provider == "reference":
         def op():
             return upsample_crop_add_reference(x, w, stride, **kwargs)
     elif stage_provider == "compile":
@@ -64,7 +70,7 @@ def test_stage(benchmark, stage, size, batch, weights, dtype_name, stage_provide
 
     with torch.inference_mode():
         out = op()
-        expected = upsample_crop_add_reference(
+        expected = out.double() if stage_provider == WRITE_FLOOR else upsample_crop_add_reference(
             x.double(), w.double(), stride, **{**kwargs, "skip": None if kwargs["skip"] is None else kwargs["skip"].double()})
         err = (out.double() - expected).abs().max().item()
         tol = (1e-4 if dtype == torch.float32 else 5e-2) * max(expected.abs().max().item(), 1.0)

@@ -19,7 +19,7 @@ import os
 import pytest
 
 from fcnfast import backends
-from fcnfast.benchmark import PROVIDER_COMPILE, BenchConfig, environment, fused_backends, providers_for, size_label
+from fcnfast.benchmark import COMPILE_PROVIDERS, BenchConfig, environment, fused_backends, providers_for, size_label
 
 DEVICE = BenchConfig().resolved().device  # the device `fcnfast bench` would pick
 HAS_CUDA = DEVICE.startswith("cuda")
@@ -91,10 +91,10 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("dtype_name", str_list("dtypes"))
     compile_on = setting("compile") not in ("0", "", "false", "no")
     if "stage_provider" in names:
-        providers = ["reference", *fused_backends(DEVICE)] + (["compile"] if compile_on else [])
+        providers = ["reference", *fused_backends(DEVICE)] + (["compile"] if compile_on else []) + ["write-floor"]
         metafunc.parametrize("stage_provider", providers)
     if "fcn_provider" in names:
-        providers = [p for p, _ in providers_for(DEVICE) if compile_on or p != PROVIDER_COMPILE]
+        providers = [p for p, _ in providers_for(DEVICE) if compile_on or p not in COMPILE_PROVIDERS]
         metafunc.parametrize("fcn_provider", providers)
 
 

@@ -15,6 +15,7 @@ from .nn import UpsampleCropAdd
 from .ops import is_channel_diagonal, upsample_crop_add
 from ._version import __version__
 from .optimize import OptimizedFCN, optimize
+from .export import export_onnx
 
 __all__ = [
     "upsample_crop_add",
@@ -32,5 +33,6 @@ __all__ = [
     "vgg16_init",
     "optimize",
     "OptimizedFCN",
+    "export_onnx",
     "__version__",
 ]

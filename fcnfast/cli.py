@@ -17,7 +17,7 @@ from ._version import __version__
 from .commands._errors import run_command
 
 # Subcommand modules in the order ``fcnfast --help`` lists them.
-COMMANDS = ("info", "bench", "segment", "train", "evaluate", "make_toy_dataset", "convert_caffe", "weights")
+COMMANDS = ("info", "bench", "segment", "train", "evaluate", "export", "make_toy_dataset", "convert_caffe", "weights")
 
 
 def build_parser() -> argparse.ArgumentParser:

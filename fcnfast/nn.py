@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from .backends import check_backend_name
 from .geometry import IntPair, pair
 from .ops import is_channel_diagonal, upsample_crop_add
-from .reference import bilinear_weight
+from .reference import bilinear_weight, plain_window
 
 
 class UpsampleCropAdd(nn.Module):
@@ -63,6 +63,12 @@ class UpsampleCropAdd(nn.Module):
             x, self.weight, self.stride, offset=self.offset, size=size, skip=skip,
             skip_offset=self.skip_offset, bias=self.bias, depthwise=self.depthwise, backend=self.backend,
         )
+
+    def forward_plain(self, x: Tensor, skip: Optional[Tensor] = None, size: Optional[IntPair] = None) -> Tensor:
+        """``forward`` as standard tensor ops (ConvTranspose, Slice, Add; :func:`fcnfast.reference.plain_window`):
+        what ONNX export traces. Unvalidated, and symbolic sizes stay symbolic."""
+        return plain_window(x, self.weight, self.bias, skip, self.stride, self.offset,
+                            None if size is None else pair(size, "size"), self.skip_offset)
 
     def depthwise_choice(self) -> str:
         """"depthwise" or "dense": the path the next forward takes (detected when depthwise=None)."""

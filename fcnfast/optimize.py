@@ -22,6 +22,10 @@ What it does, once, without calling the given model's forward:
 5. On CUDA: turns on ``torch.backends.cudnn.benchmark``; with ``cuda_graph=True`` the returned
    :class:`~fcnfast.optimized_fcn.OptimizedFCN` captures one CUDA graph per input (shape, dtype,
    device) and replays it.
+6. On the CPU in float32: packs the backbone's weights for oneDNN, whose convolutions then run
+   with ReLU fused in channels_last; conv1-conv3 convolve only the rows that see the image, the
+   rest of conv1_1's pad-100 canvas being the same for every image of a width and computed once
+   (:mod:`fcnfast.cpu_plan`, :mod:`fcnfast.band`): no compile step.
 
 Which variant a module is, and the geometry a foreign module must have, come from
 :mod:`fcnfast.models.layout` through the model registry.
@@ -229,6 +233,7 @@ def optimize(
     channels_last: bool = True,
     cuda_graph: bool = False,
     at_once: Optional[bool] = None,
+    cpu_route: bool = True,
 ) -> OptimizedFCN:
     """A faster inference module computing the same outputs as ``model`` (within dtype tolerance).
 
@@ -247,6 +252,9 @@ def optimize(
             runs without graphs). Ignored while ``torch.compile`` traces the module.
         at_once: None detects FCN-8s-at-once (fcnfast: the model's pool scales; others: 'AtOnce'
             in the class name); True / False override.
+        cpu_route: on the CPU in float32, run the backbone as oneDNN convolutions with weights
+            packed here and ReLU fused, conv1-conv3 computing only the rows that see the image
+            (:mod:`fcnfast.cpu_plan`); False runs the module's own layers.
 
     Returns:
         :class:`OptimizedFCN`, in eval mode; call it under ``torch.inference_mode()``.
@@ -257,10 +265,10 @@ def optimize(
     # tensors (version counters for the depthwise detection, usable for later autograd-free capture).
     with torch.inference_mode(False), torch.no_grad():
         return _optimize(model, backend=backend, dtype=dtype, channels_last=channels_last,
-                         cuda_graph=cuda_graph, at_once=at_once)
+                         cuda_graph=cuda_graph, at_once=at_once, cpu_route=cpu_route)
 
 
-def _optimize(model, *, backend, dtype, channels_last, cuda_graph, at_once) -> OptimizedFCN:
+def _optimize(model, *, backend, dtype, channels_last, cuda_graph, at_once, cpu_route) -> OptimizedFCN:
     check_backend_name(backend)
     if dtype is not None and dtype not in FLOAT_DTYPES:
         raise TypeError(f"dtype must be None or one of {[str(d) for d in FLOAT_DTYPES]}, got {dtype!r}")
@@ -350,4 +358,7 @@ def _optimize(model, *, backend, dtype, channels_last, cuda_graph, at_once) -> O
             f"running without CUDA graphs (they are used if the module is moved to CUDA later)",
             UserWarning, stacklevel=4,
         )
-    return OptimizedFCN(target, channels_last=channels_last, cuda_graph=cuda_graph, notes=tuple(notes))
+    if not isinstance(cpu_route, bool):
+        raise TypeError(f"cpu_route must be a bool, got {cpu_route!r}")
+    return OptimizedFCN(target, channels_last=channels_last, cuda_graph=cuda_graph, notes=tuple(notes),
+                        cpu_route=cpu_route)

@@ -1,8 +1,10 @@
 """``OptimizedFCN``: the inference runtime that :func:`fcnfast.optimize` returns.
 
 It checks each input, converts it to the model's dtype and memory format, and on CUDA captures
-one CUDA graph per input (shape, dtype, device) and replays it. Building one (variant detection,
-weight adoption and folding) is :mod:`fcnfast.optimize`'s job; this module only runs the result.
+one CUDA graph per input (shape, dtype, device) and replays it; on the CPU it runs the backbone
+through :class:`fcnfast.cpu_plan.CpuPlan` where that can run (float32). Building one (variant
+detection, weight adoption and folding) is :mod:`fcnfast.optimize`'s job; this module only runs
+the result.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .backends import resolve_backend
+from .cpu_plan import CpuPlan, cpu_plan_reason
 from .geometry import SUPPORTED_DTYPES as FLOAT_DTYPES  # the heads' dtypes are the model's
 from .models.fcn import FCN
 
@@ -30,6 +33,11 @@ class OptimizedFCN(nn.Module):
     per (shape, dtype, device) captures a CUDA graph (3 warm-up runs + capture); later calls copy
     the input into the graph's static buffer and replay it. The output is a fresh tensor
     (``clone_output=True``) unless you ask for the static buffer, which the next call overwrites.
+
+    ``cpu_route``: run CPU float32 inputs through :class:`~fcnfast.cpu_plan.CpuPlan` (packed
+    oneDNN weights, the pad-100 band computed once per width); it is packed here, dropped by ``.to()`` and by
+    copying or pickling, and packed again at the next CPU call. ``cpu_route_reason`` says why
+    the route is off where it cannot run.
     """
 
     def __init__(
@@ -41,6 +49,7 @@ class OptimizedFCN(nn.Module):
         clone_output: bool = True,
         max_graphs: int = 8,
         notes: Tuple[str, ...] = (),
+        cpu_route: bool = True,
     ) -> None:
         super().__init__()
         self.model = model
@@ -52,7 +61,24 @@ class OptimizedFCN(nn.Module):
         self._graphs: "OrderedDict[tuple, Tuple[Tensor, Tensor, object]]" = OrderedDict()
         self._graph_failed: Optional[str] = None
         self._cudnn_benchmark_set = False
+        self.cpu_route = bool(cpu_route)
+        self._cpu_plan: Optional[CpuPlan] = None
         super().train(False)
+        if self.cpu_route and self.cpu_route_reason is None:
+            self._cpu_plan = CpuPlan(model)
+
+    @property
+    def cpu_route_reason(self) -> Optional[str]:
+        """None when CPU inputs take the CPU route, else why not."""
+        if not self.cpu_route:
+            return "turned off (cpu_route=False)"
+        return cpu_plan_reason(self.model, self.dtype, self.device)
+
+    def __getstate__(self):
+        # The packed oneDNN weights are opaque tensors: neither copied nor pickled, packed again.
+        state = self.__dict__.copy()
+        state["_cpu_plan"] = None
+        return state
 
     # -- mode and device handling ---------------------------------------------------------------
 
@@ -66,8 +92,10 @@ class OptimizedFCN(nn.Module):
         return super().train(False)
 
     def _apply(self, fn, recurse=True):
-        # .to()/.cuda()/.half() move or replace the parameters a captured graph points at.
+        # .to()/.cuda()/.half() move or replace the parameters a captured graph and the CPU
+        # plan point at.
         self.reset_graphs()
+        self._cpu_plan = None
         return super()._apply(fn, recurse)
 
     def reset_graphs(self) -> None:
@@ -118,6 +146,12 @@ class OptimizedFCN(nn.Module):
         h = x.to(dtype=self.dtype)
         if self.channels_last:
             h = h.contiguous(memory_format=torch.channels_last)
+        if x.device.type == "cpu" and self.cpu_route and not torch.compiler.is_compiling():
+            if self._cpu_plan is None and self.cpu_route_reason is None:
+                self._cpu_plan = CpuPlan(self.model)
+            if self._cpu_plan is not None:
+                out = self._cpu_plan(h)
+                return out if out.dtype == x.dtype else out.to(x.dtype)
         out = self.model(h)
         return out if out.dtype == x.dtype else out.to(x.dtype)
 
@@ -199,6 +233,8 @@ class OptimizedFCN(nn.Module):
             + (", channels_last VGG convs" if self.channels_last else ""),
             f"heads: {heads}; backend {backend or 'auto'} -> {chosen}",
             f"cuda_graph: {graphs}",
+            "cpu route: " + ("oneDNN packed convs, the band computed once per width" if self.cpu_route_reason is None
+                             else f"off ({self.cpu_route_reason})"),
             *self.notes,
             "inference only: eval mode, no grad; call under torch.inference_mode(); outputs in the input's dtype",
         ]

@@ -5,7 +5,7 @@ Tests and benchmarks import their baselines from here and never re-implement the
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -36,11 +36,24 @@ def upsample_crop_add_reference(
 def reference_window(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                      skip: Optional[torch.Tensor], geom: Geometry) -> torch.Tensor:
     """:func:`upsample_crop_add_reference` for tensors already validated against ``geom``."""
-    full = F.conv_transpose2d(x, weight, bias, stride=(geom.sh, geom.sw))
-    out = full[:, :, geom.oy : geom.oy + geom.H, geom.ox : geom.ox + geom.W]
+    return plain_window(x, weight, bias, skip, (geom.sh, geom.sw), (geom.oy, geom.ox), (geom.H, geom.W),
+                        (geom.sy, geom.sx)).contiguous()
+
+
+def plain_window(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], skip: Optional[torch.Tensor],
+                 stride: Tuple, offset: Tuple, size: Optional[Tuple], skip_offset: Tuple) -> torch.Tensor:
+    """The op as standard tensor ops (ConvTranspose, Slice, Add), without validation, in any layout.
+
+    Every pair is (h, w) and may hold symbolic sizes (``torch.export``, ONNX export): nothing
+    here turns a size into a Python int. ``size`` None is the full output minus ``offset``.
+    """
+    full = F.conv_transpose2d(x, weight, bias, stride=tuple(stride))
+    (oy, ox), (sy, sx) = offset, skip_offset
+    H, W = (full.shape[2] - oy, full.shape[3] - ox) if size is None else size
+    out = full[:, :, oy : oy + H, ox : ox + W]
     if skip is not None:
-        out = out + skip[:, :, geom.sy : geom.sy + geom.H, geom.sx : geom.sx + geom.W]
-    return out.contiguous()
+        out = out + skip[:, :, sy : sy + H, sx : sx + W]
+    return out
 
 
 def bilinear_kernel(kernel_size: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:

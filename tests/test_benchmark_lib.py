@@ -13,7 +13,8 @@ import torch
 from fcnfast import backends
 from fcnfast.benchmark import (DTYPES, BenchConfig, dtype_skip_reason, format_ms, format_table, parse_size,
                                providers_for, size_label)
-from fcnfast.benchmark.providers import INTERPRETER_SKIP
+from fcnfast.benchmark.costs import model_flops, peak_tensor_bytes
+from fcnfast.benchmark.providers import INTERPRETER_SKIP, onnxruntime_skip_reason
 from fcnfast.cli import main
 from fcnfast.environment import probe
 
@@ -43,7 +44,10 @@ def test_bench_help_and_error_list_the_same_dtypes(capsys):
 
 
 def test_providers_on_cpu_say_why_one_is_left_out():
-    assert [p for p, _ in providers_for("cpu")] == ["reference", "fcnfast-cpp", "fcnfast-optimize", "compile"]
+    runs_here = [p for p, _ in providers_for("cpu")]
+    assert runs_here[:5] == ["reference", "fcnfast-cpp", "fcnfast-optimize", "compile", "compile-freezing"]
+    assert runs_here[5:] == ([] if onnxruntime_skip_reason("cpu") else ["onnxruntime"])
+    assert "CPU" in onnxruntime_skip_reason("cuda")
     listed = dict(providers_for("cpu", ["fcnfast-cuda", "fcnfast-triton"]))
     assert set(listed) == {"reference", "fcnfast-cuda", "fcnfast-triton"}  # the baseline always runs
     assert listed["reference"] is None and "cuda" in listed["fcnfast-cuda"]
@@ -54,8 +58,27 @@ def test_providers_on_cpu_say_why_one_is_left_out():
 def test_dtype_limits_come_from_the_backend():
     assert dtype_skip_reason("fcnfast-cpp", torch.float16, "cpu") == backends.supports("cpp", "cpu", torch.float16)[1]
     assert dtype_skip_reason("fcnfast-cpp", torch.float32, "cpu") is None
-    for provider in ("reference", "fcnfast-optimize", "compile"):
+    for provider in ("reference", "fcnfast-optimize", "compile", "compile-freezing"):
         assert dtype_skip_reason(provider, torch.bfloat16, "cpu") is None
+    assert "float32" in dtype_skip_reason("onnxruntime", torch.float16, "cpu")
+
+
+def test_model_flops_counts_every_conv_and_head_window():
+    flops = model_flops("fcn8s", (500, 500))
+    assert round(flops["end_to_end"] / 1e9, 1) == 362.8  # FCN-8s at 500x500, the floor
+    # upscore8 alone: 21 x 21 channels x 2x2 taps over the 500x500 window, twice per multiply-add
+    assert flops["head"] > 2 * 21 * 21 * 4 * 500 * 500
+    assert flops["head"] < flops["end_to_end"] / 100
+
+
+def test_peak_tensor_bytes_sees_what_a_call_holds_at_once():
+    def call():
+        a = torch.empty(1000, 1000)  # 4 MB
+        b = torch.empty(2000, 1000)  # 8 MB, while a lives
+        del a, b
+        return torch.empty(500, 1000)  # 2 MB, after both are freed
+
+    assert peak_tensor_bytes(call, "cpu") == 12_000_000
 
 
 def test_compile_worker_entry_point_rejects_other_arguments():

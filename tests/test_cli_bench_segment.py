@@ -9,7 +9,8 @@ from PIL import Image
 from fcnfast.cli import main
 
 
-def test_bench_tiny_writes_json_and_png(tmp_path, capsys):
+def test_bench_tiny_writes_json_and_png(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("fcnfast.benchmark.costs.GEMM_SIZE", 256)  # the peak's product, small here
     out = tmp_path / "bench"
     rc = main([
         "bench", "--size", "32", "--runs", "1", "--warmup", "0", "--head-runs", "2", "--head-warmup", "0",
@@ -109,3 +110,33 @@ def test_segment_mismatched_checkpoint(tmp_path, capsys):
     err = capsys.readouterr().err
     # upscore.weight says FCN-32s (issue 11 #13): the model is read from the checkpoint.
     assert "does not fit FCN32s" in err and "missing keys" in err
+
+
+def test_bench_interleaved_rounds_with_onnxruntime_memory_and_floor(tmp_path, capsys, monkeypatch):
+    """--rounds: every provider in one process, alternating; ONNX Runtime runs the export (end to end
+    only); --memory records peak tensor memory where the profiler sees it; every timed entry has its
+    fraction of the FLOP floor at the GEMM peak measured in the run."""
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setattr("fcnfast.benchmark.costs.GEMM_SIZE", 256)  # the peak's product, small here
+    out = tmp_path / "bench"
+    rc = main([
+        "bench", "--size", "21x17", "--rounds", "2", "--warmup", "1", "--head-runs", "2", "--head-warmup", "1",
+        "--providers", "fcnfast-cpp,onnxruntime", "--memory", "--device", "cpu", "--out", str(out), "--no-progress",
+    ])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    report = json.loads((out / "bench.json").read_text())
+    assert report["config"]["rounds"] == 2 and report["environment"]["gemm_peak_gflops"] > 0
+    rows = {(r["provider"], r["kind"]): r for r in report["results"]}
+    assert rows[("onnxruntime", "head")]["status"] == "skipped"
+    for key in [("reference", "head"), ("reference", "end_to_end"), ("fcnfast-cpp", "head"),
+                ("fcnfast-cpp", "end_to_end"), ("onnxruntime", "end_to_end")]:
+        row = rows[key]
+        assert row["status"] == "ok" and len(row["times_ms"]) == 2, row
+        assert row["max_abs_diff"] <= 1e-4 * max(row["max_abs_ref"], 1.0), row
+        assert 0 < row["floor_fraction"] and row["floor_ms"] > 0
+    assert rows[("fcnfast-cpp", "end_to_end")]["peak_bytes_per_image"] > 0
+    assert "not measured" in rows[("onnxruntime", "end_to_end")]["peak_bytes_note"]
+    # the fused head never holds the full transposed-conv output
+    assert rows[("fcnfast-cpp", "head")]["peak_bytes_per_image"] < rows[("reference", "head")]["peak_bytes_per_image"]
+    assert "interleaved" in captured.out and "FLOP floor" in captured.out

@@ -35,6 +35,9 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #if defined(__GNUC__)
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -144,6 +147,24 @@ detail::Kernels<T> kernels_for_cpu() {
   if constexpr (f32) return isa_generic::kernels_f32(); else return isa_generic::kernels_f64();
 }
 
+// Asks Linux to back the 2 MB-aligned part of a large output with huge pages. The output is
+// a fresh allocation: above glibc's mmap threshold (32 MB at most) it is a new mapping whose
+// first touch page-faults 4 KB at a time, which at batch 8 (168 MB for FCN-8s' upscore8 at
+// 500x500) cost more than the kernel itself (measured: 144 ms per call against 24 ms with
+// huge pages). Advisory: where huge pages are off, or the pages already exist, nothing changes.
+void advise_huge_pages(void* p, size_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t(1) << 21;
+  if (bytes < 8 * kHuge) return;
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(kHuge - 1);
+  if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#else
+  (void)p;
+  (void)bytes;
+#endif
+}
+
 // Threads for a call of about `work` multiply-adds: the caller's count (torch's), but no
 // more than one per ~256K of work, so tiny calls skip the fork/join (and are not at the mercy
 // of a descheduled worker on a busy machine).
@@ -204,6 +225,7 @@ void fwd_impl(const Geometry& g, const T* x, const int64_t* x_strides, const T* 
   }
   p.out = out;
   p.depthwise = depthwise;
+  advise_huge_pages(out, size_t(g.N) * g.Cout * g.H * g.W * sizeof(T));
   const detail::Kernels<T> k = kernels_for_cpu<T>();
   p.Tr = ceil_div(g.kh, g.sh);
   p.Tc = ceil_div(g.kw, g.sw);

@@ -13,18 +13,22 @@ One job per module; each imports only the ones above it:
     heads           head inputs captured from a forward, the heads chained again, plain-PyTorch heads, stage shapes
     providers       which providers run here, and the calls each one times (prepare)
     config          BenchConfig (the only place the device is resolved), DTYPES, per-device defaults, HxW sizes
-    compile_worker  the compile provider in a time-boxed child process (python -m fcnfast.benchmark --compile-worker)
+    costs           FLOPs of a forward, the GEMM peak (the FLOP floor), peak tensor memory of a call
+    compile_worker  the compile providers in a time-boxed child process (python -m fcnfast.benchmark --compile-worker)
     plot            bench.png
     report          the console table, bench.json + bench.png, markdown for the README
-    runner          run_benchmark
+    runner          run_benchmark (each provider's runs in turn)
+    interleaved     run_interleaved (every provider once per round: --rounds)
 """
 
 from ..environment import device_name
 from ..environment import probe as environment  # the name bench.json and the suites have always used
 from .config import COMPILE_MODES, DEVICE_DEFAULTS, DTYPES, KINDS, BenchConfig, parse_size, size_label
 from .heads import HeadInputs, PlainHead, capture_head_inputs, head_stage_shapes, plain_reference_model, run_heads
-from .providers import (ALL_PROVIDERS, FUSED_BACKENDS, PROVIDER_COMPILE, PROVIDER_OPTIMIZE, PROVIDER_REFERENCE,
+from .providers import (ALL_PROVIDERS, COMPILE_PROVIDERS, FUSED_BACKENDS, PROVIDER_COMPILE, PROVIDER_COMPILE_FREEZING,
+                        PROVIDER_ONNXRUNTIME, PROVIDER_OPTIMIZE, PROVIDER_REFERENCE,
                         Calls, dtype_skip_reason, fused_backends, prepare, providers_for)
+from .interleaved import run_interleaved
 from .report import format_ms, format_table, write_report
 from .runner import max_abs_diff, run_benchmark
 from .timing import summarize, sync, time_fn, time_fn_with_output
@@ -32,9 +36,10 @@ from .workload import build_bench_model, make_input
 
 __all__ = [
     "ALL_PROVIDERS", "BenchConfig", "COMPILE_MODES", "Calls", "DEVICE_DEFAULTS", "DTYPES", "FUSED_BACKENDS", "HeadInputs",
-    "KINDS", "PROVIDER_COMPILE", "PROVIDER_OPTIMIZE", "PROVIDER_REFERENCE", "PlainHead", "build_bench_model",
+    "KINDS", "COMPILE_PROVIDERS", "PROVIDER_COMPILE", "PROVIDER_COMPILE_FREEZING", "PROVIDER_ONNXRUNTIME",
+    "PROVIDER_OPTIMIZE", "PROVIDER_REFERENCE", "PlainHead", "build_bench_model",
     "capture_head_inputs", "device_name", "dtype_skip_reason", "environment", "format_ms", "format_table",
     "fused_backends", "head_stage_shapes", "make_input", "max_abs_diff", "parse_size", "plain_reference_model",
-    "prepare", "providers_for", "run_benchmark", "run_heads", "size_label", "summarize", "sync", "time_fn",
+    "prepare", "providers_for", "run_benchmark", "run_heads", "run_interleaved", "size_label", "summarize", "sync", "time_fn",
     "time_fn_with_output", "write_report",
 ]

@@ -1,4 +1,4 @@
-"""The ``compile`` provider, run in a child process with a time box: compiling FCN-8s can take
+"""The torch.compile providers (``compile``, ``compile-freezing``), run in a child process with a time box: compiling FCN-8s can take
 minutes (or hang), and a stuck compile must not hang ``fcnfast bench`` or lose the other results.
 
 Parent: :func:`bench_compile` writes the inputs and a JSON spec into the run's scratch folder,
@@ -23,7 +23,8 @@ from torch import Tensor
 
 from .config import DTYPES, KINDS, MIN_COMPILE_S, BenchConfig, size_label
 from .heads import HeadInputs
-from .providers import PROVIDER_COMPILE, prepare
+from .costs import peak_tensor_bytes
+from .providers import prepare
 from .timing import summarize, sync, time_fn
 from .workload import build_bench_model
 
@@ -33,9 +34,9 @@ WORKER_FLAG = "--compile-worker"
 _ROOT = str(Path(__file__).resolve().parents[2])
 
 
-def bench_compile(cfg: BenchConfig, size: Tuple[int, int], batch: int, dtype_name: str, x: Tensor,
+def bench_compile(cfg: BenchConfig, provider: str, size: Tuple[int, int], batch: int, dtype_name: str, x: Tensor,
                   gt_heads: HeadInputs, workdir: str, remaining: Optional[float]) -> Dict[str, dict]:
-    """``{kind: entry}`` of the compile provider for one (size, batch, dtype) of resolved ``cfg``.
+    """``{kind: entry}`` of torch.compile ``provider`` for one (size, batch, dtype) of resolved ``cfg``.
 
     An entry is ``status="ok"`` with the timings and ``output``, or ``"skipped"`` / ``"timed_out"`` /
     ``"failed"`` with a ``reason``. ``remaining`` is what is left of ``--time-limit`` (None: no limit).
@@ -49,7 +50,7 @@ def bench_compile(cfg: BenchConfig, size: Tuple[int, int], batch: int, dtype_nam
                       f"needs about {needed:.0f} s here (raise --time-limit, or 0 for none)")
             return {k: dict(status="skipped", reason=reason) for k in KINDS}
         timeout = min(timeout, remaining) if timeout else remaining
-    tag = f"{size_label(size)}_b{batch}_{dtype_name}"
+    tag = f"{provider}_{size_label(size)}_b{batch}_{dtype_name}"
     inputs_path = os.path.join(workdir, f"inputs_{tag}.pt")
     torch.save({"x": x.cpu(), "first_x": gt_heads.first_x.cpu(),
                 "skips": [None if s is None else s.cpu() for s in gt_heads.skips],
@@ -60,6 +61,7 @@ def bench_compile(cfg: BenchConfig, size: Tuple[int, int], batch: int, dtype_nam
         head_warmup=cfg.head_warmup, kinds=list(KINDS), inputs_path=inputs_path,
         outputs_path=os.path.join(workdir, f"outputs_{tag}.pt"), result_path=os.path.join(workdir, f"result_{tag}.json"),
         mode=None if cfg.compile_mode == "default" else cfg.compile_mode, threads=cfg.threads,
+        provider=provider, memory=cfg.memory,
     )
     result, status = _run_child(spec, timeout, workdir)
     outputs = {}
@@ -69,6 +71,7 @@ def bench_compile(cfg: BenchConfig, size: Tuple[int, int], batch: int, dtype_nam
     for kind in KINDS:
         if kind in result:
             entries[kind] = dict(status="ok", output=outputs.get(kind), mode=spec["mode"] or "default",
+                                 freezing=provider != "compile",
                                  warmup=max(cfg.warmup, 1) if kind == "end_to_end" else cfg.head_warmup,
                                  **result[kind])
         else:
@@ -112,14 +115,21 @@ def _run_child(spec: dict, timeout: Optional[float], workdir: str) -> Tuple[dict
     return result, status
 
 
-def _compile_and_time(fn, kind: str, runs: int, warmup: int, batch: int, device: str, outputs: dict) -> dict:
-    """Compile ``fn`` by its first call (its output is the one kept), then time it."""
+def _compile_and_time(fn, kind: str, runs: int, warmup: int, batch: int, device: str, outputs: dict,
+                      memory: bool) -> dict:
+    """Compile ``fn`` by its first call (its output is the one kept), then time it (and measure
+    its peak memory when ``memory``)."""
     t0 = time.perf_counter()
     outputs[kind] = fn()
     sync(device)
     compile_s = time.perf_counter() - t0
     times = time_fn(fn, runs, warmup, device)
-    return {"compile_s": compile_s, **summarize(times, batch)}
+    extra = {}
+    if memory and device.startswith("cuda"):
+        extra = {"peak_bytes_per_image": peak_tensor_bytes(fn, device) / batch}
+    elif memory:  # compiled CPU code allocates in C++, out of the profiler's sight
+        extra = {"peak_bytes_note": "its memory is not torch tensors the profiler sees: not measured"}
+    return {"compile_s": compile_s, **summarize(times, batch), **extra}
 
 
 def _work(spec_path: str) -> int:
@@ -143,15 +153,16 @@ def _work(spec_path: str) -> int:
     data = torch.load(spec["inputs_path"], map_location=device, weights_only=True)
     head_inputs = HeadInputs(data["first_x"], data["skips"], [tuple(s) if s else None for s in data["sizes"]])
     with torch.inference_mode():
-        calls = prepare(PROVIDER_COMPILE, model, model, data["x"], dtype, device, head_inputs, spec.get("mode"))
+        calls = prepare(spec["provider"], model, model, data["x"], dtype, device, head_inputs, spec.get("mode"))
         if "head" in spec["kinds"]:
             result["head"] = _compile_and_time(calls.head, "head", spec["head_runs"], spec["head_warmup"],
-                                               spec["batch"], device, outputs)
+                                               spec["batch"], device, outputs, spec["memory"])
             save()
         if "end_to_end" in spec["kinds"]:
             # the compiling call stands in for the first warm-up run
             result["end_to_end"] = _compile_and_time(calls.end_to_end, "end_to_end", spec["runs"],
-                                                     max(spec["warmup"] - 1, 0), spec["batch"], device, outputs)
+                                                     max(spec["warmup"] - 1, 0), spec["batch"], device, outputs,
+                                                     spec["memory"])
             save()
     return 0
 

@@ -71,6 +71,9 @@ class BenchConfig:
     time_limit: Optional[float] = None  # soft limit of the whole run in seconds; 0 = none
     seed: int = 0
     threads: Optional[int] = None  # torch.set_num_threads for the run (None: torch's default)
+    rounds: Optional[int] = None  # interleaved rounds (every provider once per round, in one process); None: off
+    memory: bool = False  # also measure each call's peak tensor memory (one more call per provider and kind)
+    gemm_peak: bool = True  # measure the float32 GEMM peak, for each provider's fraction of the FLOP floor
 
     def resolved(self) -> "BenchConfig":
         """A copy with device and the per-device defaults filled in (and checked).
@@ -95,6 +98,8 @@ class BenchConfig:
         for name in cfg.dtypes:
             if name not in DTYPES:
                 raise ValueError(f"unknown dtype {name!r}; choose from {list(DTYPES)}")
+        if cfg.rounds is not None and cfg.rounds < 1:
+            raise ValueError(f"rounds must be >= 1, got {cfg.rounds}")
         if cfg.threads is not None and cfg.threads < 1:
             raise ValueError(f"threads must be >= 1, got {cfg.threads}")
         if cfg.compile_mode is None:

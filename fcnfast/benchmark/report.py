@@ -15,8 +15,8 @@ from .config import KIND_TITLES, KINDS, size_label
 from .plot import plot
 
 # Column order of providers in the markdown tables: the baselines first, then fcnfast's.
-PROVIDER_ORDER = ["reference", "compile", "cpp", "cuda", "triton", "fcnfast-cpp", "fcnfast-cuda", "fcnfast-triton",
-                  "fcnfast-optimize"]
+PROVIDER_ORDER = ["reference", "compile", "compile-freezing", "onnxruntime", "cpp", "cuda", "triton", "fcnfast-cpp",
+                  "fcnfast-cuda", "fcnfast-triton", "fcnfast-optimize"]
 MISSING = "—"
 
 
@@ -63,8 +63,12 @@ def format_table(report: dict) -> str:
         lines += ["", f"== {size_label(size)}, batch {batch}, {dtype} =="]
         for kind, detail in zip(KINDS, ("fused upsampling stages on captured inputs", "backbone + head")):
             lines.append(f"  {KIND_TITLES[kind]} ({detail})")
-            lines.append(f"    {'provider':<18} {'median':>10} {'p10':>10} {'p90':>10} {'speedup':>8} {'max|diff|':>10}")
+            lines.append(f"    {'provider':<18} {'median':>10} {'p10':>10} {'p90':>10} {'speedup':>8} {'max|diff|':>10} "
+                         f"{'floor':>6} {'peak/img':>9}")
             lines += [_console_row(r) for r in rows if r["kind"] == kind]
+    if env.get("gemm_peak_gflops"):
+        lines.append(f"FLOP floor: the FLOPs at this run's float32 GEMM peak, {gemm_note(env)}; "
+                     "'floor' = floor time / median")
     lines += [f"note: {note}" for note in report.get("notes", [])]
     lines.append(f"wall time {report['wall_s']:.0f} s")
     return "\n".join(lines)
@@ -79,7 +83,22 @@ def _console_row(r: dict) -> str:
     if r.get("note"):
         extra += f"  ({r['note']})"
     times = " ".join(f"{format_ms(r[f'{q}_ms_per_image']):>10}" for q in ("median", "p10", "p90"))
-    return f"    {r['provider']:<18} {times} {speed:>8} {diff:>10}{extra}"
+    floor = f"{100 * r['floor_fraction']:.0f}%" if "floor_fraction" in r else "-"
+    return f"    {r['provider']:<18} {times} {speed:>8} {diff:>10} {floor:>6} {format_mb(r):>9}{extra}"
+
+
+def format_mb(r: dict) -> str:
+    """An entry's peak tensor memory per image in MB, or '-'."""
+    if "peak_bytes_per_image" not in r:
+        return "-"
+    mb = r["peak_bytes_per_image"] / 1e6
+    return f"{mb:.0f} MB" if mb >= 10 else f"{mb:.2f} MB"
+
+
+def gemm_note(env: dict) -> str:
+    """'GEMM peak 350 GFLOP/s (4096^3 sgemm, same run)'."""
+    n = env.get("gemm_size", "?")
+    return f"GEMM peak {env['gemm_peak_gflops']:.0f} GFLOP/s ({n}x{n}x{n} float32, measured in the same run)"
 
 
 def write_report(report: dict, out_dir: str) -> Tuple[str, Optional[str], Optional[str]]:
@@ -123,24 +142,35 @@ def bench_json_tables(data: dict, source: str) -> List[str]:
     """Markdown for a ``bench.json`` of ``fcnfast bench``: head-only and end-to-end rows per provider."""
     env, cfg = data["environment"], data["config"]
     load = load_note(env)
+    timing = (f"{cfg['rounds']} interleaved rounds (every provider once per round) after {cfg['warmup']} warm-up, "
+              f"head {cfg['head_runs']} rounds" if cfg.get("rounds") else
+              f"end-to-end {cfg['runs']} run(s) after {cfg['warmup']} warm-up, head {cfg['head_runs']} run(s)")
     lines = [source_heading(env["device_name"], source, "`fcnfast bench`"), "",
              f"{cfg.get('model_class', 'FCN8s')}, weights: {cfg['weights']}; torch {env['torch']}, "
-             f"triton {env['triton']}, commit {env['git_commit'][:12]}; end-to-end {cfg['runs']} run(s) after "
-             f"{cfg['warmup']} warm-up, head {cfg['head_runs']} run(s)" + (f"; {load}" if load else ""), ""]
+             f"triton {env['triton']}, commit {env['git_commit'][:12]}; {timing}" + (f"; {load}" if load else "")
+             + (f"; {gemm_note(env)}" if env.get("gemm_peak_gflops") else ""), ""]
     header = ["part", "input", "batch", "dtype", "provider", "median / image", "p10 – p90", "speedup", "max abs diff"]
+    floors = any("floor_fraction" in r for r in data["results"])
+    memory = any("peak_bytes_per_image" in r for r in data["results"])
+    header += (["of FLOP floor"] if floors else []) + (["peak memory / image"] if memory else [])
     rows = []
     for kind in KINDS:
         for r in data["results"]:
             if r["kind"] != kind:
                 continue
             common = [KIND_TITLES[kind], size_label(r["size"]), str(r["batch"]), r["dtype"], r["provider"]]
+            extra = ([MISSING] if floors else []) + ([MISSING] if memory else [])
             if r.get("status") != "ok":
-                rows.append(common + [r.get("status", "?"), r.get("reason", "")[:80], MISSING, MISSING])
+                rows.append(common + [r.get("status", "?"), r.get("reason", "")[:80], MISSING, MISSING] + extra)
                 continue
+            if floors:
+                extra[0] = f"{100 * r['floor_fraction']:.0f}%" if "floor_fraction" in r else MISSING
+            if memory:
+                extra[-1] = format_mb(r).replace("-", MISSING)
             rows.append(common + [
                 format_ms(r["median_ms_per_image"]),
                 f"{format_ms(r['p10_ms_per_image'])} – {format_ms(r['p90_ms_per_image'])}",
                 f"{r['speedup']:.2f}x" if "speedup" in r else MISSING,
                 f"{r['max_abs_diff']:.1e}" if "max_abs_diff" in r else MISSING,
-            ])
+            ] + extra)
     return lines + markdown_table(header, rows) + [""]

@@ -21,8 +21,10 @@ from torch import Tensor, nn
 from ..environment import load_average, probe
 from .compile_worker import bench_compile
 from .config import DTYPES, KINDS, BenchConfig, size_label
+from . import costs
+from .costs import gemm_peak_gflops, model_flops, peak_tensor_bytes
 from .heads import HeadInputs, capture_head_inputs
-from .providers import PROVIDER_COMPILE, PROVIDER_REFERENCE, dtype_skip_reason, prepare, providers_for
+from .providers import COMPILE_PROVIDERS, PROVIDER_REFERENCE, Calls, dtype_skip_reason, prepare, providers_for
 from .timing import summarize, time_fn_with_output
 from .workload import build_bench_model, make_input
 
@@ -38,12 +40,9 @@ def run_benchmark(cfg: BenchConfig, progress: bool = True) -> dict:
     config, and ValueError / FileNotFoundError for a checkpoint that cannot be loaded."""
     from tqdm import tqdm
 
-    cfg = cfg.resolved()
-    device = cfg.device
     started = time.perf_counter()
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
-    env = probe(device)
+    cfg, env, gemm_peak = begin_run(cfg)
+    device = cfg.device
     provider_list = providers_for(device, cfg.providers)
     combos = [(s, b, d) for s in cfg.sizes for b in cfg.batches for d in cfg.dtypes]
     results: List[dict] = []
@@ -77,14 +76,14 @@ def run_benchmark(cfg: BenchConfig, progress: bool = True) -> dict:
             fresh_gt = key not in gt_cache
             if fresh_gt:
                 bar.set_postfix_str(f"{label}: float32 reference output")
-                gt_cache[key] = _ground_truth(base, x)
+                gt_cache[key] = ground_truth(base, x)
             gt_out, gt_heads = gt_cache[key]
 
             for provider, skip_reason in provider_list:
                 bar.set_postfix_str(f"{label} {dtype_name}: {provider}")
                 reason = skip_reason or dtype_skip_reason(provider, dtype, device)
                 run_cfg = cfg
-                if reason is None and provider not in (PROVIDER_REFERENCE, PROVIDER_COMPILE) and cfg.time_limit:
+                if reason is None and provider not in (PROVIDER_REFERENCE, *COMPILE_PROVIDERS) and cfg.time_limit:
                     run_cfg, reason = _fit_time_limit(cfg, forward_s.get(key), cfg.time_limit - elapsed())
                 if reason is not None:
                     for kind in KINDS:
@@ -95,12 +94,12 @@ def run_benchmark(cfg: BenchConfig, progress: bool = True) -> dict:
                 prewarmed = (provider == PROVIDER_REFERENCE and fresh_gt and dtype == torch.float32
                              and not device.startswith("cuda"))
                 try:
-                    if provider == PROVIDER_COMPILE:
-                        entries = bench_compile(cfg, size, batch, dtype_name, x, gt_heads, workdir,
+                    if provider in COMPILE_PROVIDERS:
+                        entries = bench_compile(cfg, provider, size, batch, dtype_name, x, gt_heads, workdir,
                                                 remaining=(cfg.time_limit - elapsed()) if cfg.time_limit else None)
                     else:
                         entries = _bench_in_process(run_cfg, provider, base, model, x, gt_heads, dtype, batch,
-                                                    prewarmed=prewarmed)
+                                                    prewarmed=prewarmed, workdir=workdir)
                 except Exception as exc:  # one broken provider must not lose the others' results
                     entries = {kind: dict(status="failed", reason=f"{type(exc).__name__}: {exc}") for kind in KINDS}
                 if provider == PROVIDER_REFERENCE and entries["end_to_end"].get("status") == "ok":
@@ -109,39 +108,78 @@ def run_benchmark(cfg: BenchConfig, progress: bool = True) -> dict:
                     for kind in KINDS:
                         entries[kind]["note"] = (f"{run_cfg.runs} run(s) after {run_cfg.warmup} warm-up to fit "
                                                  f"--time-limit {cfg.time_limit:.0f} s")
+                flops = model_flops(cfg.model, size, batch, cfg.num_classes)
                 for kind in KINDS:
-                    entry = dict(combo, kind=kind, provider=provider, **entries[kind])
-                    out = entry.pop("output", None)
-                    if out is not None:
-                        entry["max_abs_diff"] = max_abs_diff(out, gt_out)
-                        entry["max_abs_ref"] = float(gt_out.abs().max())
-                    if entry.get("status") == "ok" and provider == PROVIDER_REFERENCE:
-                        reference_median[kind] = entry["median_ms"]
-                    if entry.get("status") == "ok" and kind in reference_median:
-                        entry["speedup"] = reference_median[kind] / entry["median_ms"]
-                    results.append(entry)
+                    results.append(finish_entry(dict(combo, kind=kind, provider=provider, **entries[kind]), gt_out,
+                                                reference_median, flops[kind], gemm_peak))
                 bar.update(1)
     finally:
         bar.close()
         shutil.rmtree(workdir, ignore_errors=True)
     if any("--time-limit" in r.get("reason", "") for r in results):
         notes.append(f"some providers were skipped to stay within --time-limit {cfg.time_limit:.0f} s")
+    return bench_report(cfg, env, model_name, notes, elapsed(), results)
+
+
+def begin_run(cfg: BenchConfig) -> Tuple[BenchConfig, dict, Optional[float]]:
+    """(``cfg`` resolved, the environment, the GEMM peak or None), torch's threads set as asked."""
+    cfg = cfg.resolved()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    env = probe(cfg.device)
+    return cfg, env, measure_gemm_peak(cfg, env)
+
+
+def bench_report(cfg: BenchConfig, env: dict, model_class: str, notes: List[str], wall_s: float,
+                 results: List[dict]) -> dict:
+    """The bench.json dict of a finished run (the load average at its end added to ``env``)."""
     cfg_dict = dataclasses.asdict(cfg)
     cfg_dict["sizes"] = [list(s) for s in cfg.sizes]
-    cfg_dict["model_class"] = model_name
+    cfg_dict["model_class"] = model_class
     cfg_dict["weights"] = cfg.weights or f"random (fcnfast.models.init.random_init_, seed {cfg.seed})"
     end_load = load_average()
     if end_load is not None:
         env["load_average_end"] = end_load
-    return {
-        "benchmark": "fcnfast bench",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "environment": env,
-        "config": cfg_dict,
-        "notes": notes,
-        "wall_s": elapsed(),
-        "results": results,
-    }
+    return {"benchmark": "fcnfast bench", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": env,
+            "config": cfg_dict, "notes": notes, "wall_s": wall_s, "results": results}
+
+
+def measure_gemm_peak(cfg: BenchConfig, env: dict) -> Optional[float]:
+    """The float32 GEMM peak (GFLOP/s) of this run, recorded in ``env``; None when ``cfg`` says not to."""
+    if not cfg.gemm_peak:
+        return None
+    peak, product = gemm_peak_gflops(cfg.device)
+    env["gemm_peak_gflops"], env["gemm_size"], env["gemm_product"] = peak, costs.GEMM_SIZE, product
+    return peak
+
+
+def finish_entry(entry: dict, gt_out: Tensor, reference_median: Dict[str, float], flops: int,
+                 gemm_peak: Optional[float]) -> dict:
+    """``entry`` with its output turned into ``max_abs_diff``, its speedup over the reference
+    (whose median it records when it is the reference's), and its FLOPs, floor (FLOPs at the GEMM
+    peak) and fraction of that floor."""
+    out = entry.pop("output", None)
+    if out is not None:
+        entry["max_abs_diff"] = max_abs_diff(out, gt_out)
+        entry["max_abs_ref"] = float(gt_out.abs().max())
+    if entry.get("status") != "ok":
+        return entry
+    kind = entry["kind"]
+    if entry["provider"] == PROVIDER_REFERENCE:
+        reference_median[kind] = entry["median_ms"]
+    if kind in reference_median:
+        entry["speedup"] = reference_median[kind] / entry["median_ms"]
+    entry["flops"] = flops
+    return add_floor(entry, gemm_peak)
+
+
+def add_floor(entry: dict, gemm_peak: Optional[float]) -> dict:
+    """A timed ``entry`` (with ``flops``) with its floor (the FLOPs at ``gemm_peak`` GFLOP/s) and
+    its fraction of that floor; unchanged without a peak."""
+    if gemm_peak and entry.get("status") == "ok":
+        entry["floor_ms"] = entry["flops"] / (gemm_peak * 1e6)
+        entry["floor_fraction"] = entry["floor_ms"] / entry["median_ms"]
+    return entry
 
 
 def _fit_time_limit(cfg: BenchConfig, forward_s: Optional[float], remaining: float):
@@ -162,7 +200,7 @@ def _fit_time_limit(cfg: BenchConfig, forward_s: Optional[float], remaining: flo
     return dataclasses.replace(cfg, runs=forwards - warmup, warmup=warmup), None
 
 
-def _ground_truth(base: nn.Module, x: Tensor) -> Tuple[Tensor, HeadInputs]:
+def ground_truth(base: nn.Module, x: Tensor) -> Tuple[Tensor, HeadInputs]:
     """float32 reference output with TF32 off, and the head inputs captured from the same forward."""
     tf32 = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
@@ -179,17 +217,31 @@ def _ground_truth(base: nn.Module, x: Tensor) -> Tuple[Tensor, HeadInputs]:
 
 
 def _bench_in_process(cfg: BenchConfig, provider: str, base: nn.Module, typed: nn.Module, x: Tensor,
-                      gt_heads: HeadInputs, dtype: torch.dtype, batch: int, prewarmed: bool) -> Dict[str, dict]:
+                      gt_heads: HeadInputs, dtype: torch.dtype, batch: int, prewarmed: bool,
+                      workdir: str) -> Dict[str, dict]:
     """``{kind: entry}`` of an in-process provider; ``prewarmed``: this exact forward already ran
     once (it made the ground truth), so it counts as the first end-to-end warm-up run."""
     entries: Dict[str, dict] = {}
     with torch.inference_mode():
-        calls = prepare(provider, base, typed, x, dtype, cfg.device, head_inputs=gt_heads)
-        times, out = time_fn_with_output(calls.head, cfg.head_runs, cfg.head_warmup, cfg.device)
-        entries["head"] = dict(status="ok", output=out, warmup=cfg.head_warmup, **calls.info,
-                               **summarize(times, batch))
+        calls = prepare(provider, base, typed, x, dtype, cfg.device, head_inputs=gt_heads, workdir=workdir)
+        if calls.head is None:
+            entries["head"] = dict(status="skipped", reason=calls.info.get("head", "no head-only call"))
+        else:
+            times, out = time_fn_with_output(calls.head, cfg.head_runs, cfg.head_warmup, cfg.device)
+            entries["head"] = dict(status="ok", output=out, warmup=cfg.head_warmup, **calls.info,
+                                   **summarize(times, batch), **memory_entry(cfg, calls, calls.head, batch))
         warmup = cfg.warmup - 1 if prewarmed and cfg.warmup > 0 else cfg.warmup
         times, out = time_fn_with_output(calls.end_to_end, cfg.runs, warmup, cfg.device)
         entries["end_to_end"] = dict(status="ok", output=out, warmup=cfg.warmup, **calls.info,
-                                     **summarize(times, batch))
+                                     **summarize(times, batch), **memory_entry(cfg, calls, calls.end_to_end, batch))
     return entries
+
+
+def memory_entry(cfg: BenchConfig, calls: Calls, fn, batch: int) -> dict:
+    """``{"peak_bytes_per_image": ...}`` of one more call of ``fn`` (one of ``calls``) when
+    ``cfg.memory`` and the provider's memory is torch tensors, else {}."""
+    if not cfg.memory:
+        return {}
+    if not calls.tensor_memory:
+        return {"peak_bytes_note": "its memory is not torch tensors the profiler sees: not measured"}
+    return {"peak_bytes_per_image": peak_tensor_bytes(fn, cfg.device) / batch}

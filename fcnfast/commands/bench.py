@@ -17,8 +17,9 @@ from fcnfast.models.registry import DEFAULT_MODEL, MODEL_NAMES_TEXT
 
 PROVIDER_HELP = (
     "reference (eager, backend=reference; always run: the baseline), compile (torch.compile of the "
-    "reference, time-boxed), fcnfast-cpp / fcnfast-triton / fcnfast-cuda (fused heads), fcnfast-optimize "
-    "(fcnfast.optimize). Default: every provider that runs on the device"
+    "reference, time-boxed), compile-freezing (the same with inductor freezing), onnxruntime (ONNX Runtime "
+    "on fcnfast.export_onnx's export; CPU, float32, end to end), fcnfast-cpp / fcnfast-triton / fcnfast-cuda "
+    "(fused heads), fcnfast-optimize (fcnfast.optimize). Default: every provider that runs on the device"
 )
 
 
@@ -70,6 +71,14 @@ def register(subparsers) -> argparse.ArgumentParser:
                              "reference's cost (default: 150 on CPU, none on GPU; 0 = none)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="torch.set_num_threads(N) for the run (default: torch's default, all cores)")
+    parser.add_argument("--rounds", type=int, default=None, metavar="N",
+                        help="interleaved timing: N rounds, each calling every provider once (order rotated per "
+                             "round), all in this process (torch.compile without its time box); --runs and "
+                             "--time-limit are then unused, --head-runs is the number of head rounds")
+    parser.add_argument("--memory", action="store_true",
+                        help="also measure each provider's peak tensor memory per image (one more call each)")
+    parser.add_argument("--no-gemm-peak", action="store_true",
+                        help="skip the float32 GEMM peak measurement (and the fraction of the FLOP floor)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and input (default 0)")
     parser.add_argument("--out", default="fcnfast-bench", metavar="DIR",
                         help="output directory for bench.json and bench.png (default ./fcnfast-bench)")
@@ -81,7 +90,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from fcnfast.benchmark import BenchConfig, format_table, parse_size, run_benchmark, write_report
+    from fcnfast.benchmark import BenchConfig, format_table, parse_size, run_benchmark, run_interleaved, write_report
     from fcnfast.models import checkpoint_model
 
     from ._checks import check_backend, check_output_dir
@@ -98,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
             **given, model=model, num_classes=num_classes, weights=args.weights, device=args.device,
             runs=args.runs, warmup=args.warmup, head_runs=args.head_runs, head_warmup=args.head_warmup,
             compile_timeout=args.compile_timeout, compile_mode=args.compile_mode, time_limit=args.time_limit,
-            seed=args.seed, threads=args.threads,
+            seed=args.seed, threads=args.threads, rounds=args.rounds, memory=args.memory,
+            gemm_peak=not args.no_gemm_peak,
         ).resolved()
     except (ValueError, RuntimeError) as exc:
         raise UserError(str(exc)) from exc
@@ -108,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
         print("fcnfast bench: random weights (no --weights): timings are what matter, not the predictions",
               file=sys.stderr)
     try:
-        report = run_benchmark(cfg, progress=not args.no_progress)
+        run = run_interleaved if cfg.rounds else run_benchmark
+        report = run(cfg, progress=not args.no_progress)
     except ValueError as exc:  # e.g. a checkpoint that does not fit
         raise UserError(str(exc)) from exc
     print(format_table(report))

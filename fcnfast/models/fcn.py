@@ -144,13 +144,18 @@ class FCN(nn.Module):
         streams' summed with their weights), then each head stage in layout order (adding its
         scaled, scored pool skip), the last one cropped to (H, W)."""
         self._check_inputs(inputs)
-        layout = self.layout
-        trunks = [self._trunk(stream, x) for stream, x in zip(layout.streams, inputs)]
-        size = inputs[0].shape[2:]
-        outputs = [self._task_forward(task, trunks, size) for task in layout.tasks]
+        trunks = [self._trunk(stream, x) for stream, x in zip(self.layout.streams, inputs)]
+        return self.score_and_upsample(inputs[0].shape[2:], trunks)
+
+    def score_and_upsample(self, size, trunks: Sequence[Tuple[Dict[int, Tensor], Tensor]]
+                           ) -> Union[Tensor, Tuple[Tensor, ...]]:
+        """The forward after the trunks, for inputs of size (H, W): ``trunks`` holds one
+        ``({block: pool{block}}, drop7)`` per stream, as ``_trunk`` returns them (pools 3 and 4
+        are the ones read). Another trunk (optimize()'s CPU route) feeds the same heads here."""
+        outputs = [self._task_forward(task, trunks, size) for task in self.layout.tasks]
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
-    def _task_forward(self, task: Task, trunks: List[Tuple[Dict[int, Tensor], Tensor]], size) -> Tensor:
+    def _task_forward(self, task: Task, trunks: Sequence[Tuple[Dict[int, Tensor], Tensor]], size) -> Tensor:
         layout = self.layout
         h = None
         for stream, (_, drop7) in zip(layout.streams, trunks):
