@@ -154,8 +154,9 @@ class CpuPlan:
         if x.shape[0] == 1:
             return self._backbone_one(x)
         # Image by image: a batch's activations (conv1's alone is 125 MB per 500x500 image) leave
-        # every cache and TLB behind, and oneDNN slows with them. At batch 8, 500x500, 2 threads:
-        # 742 ms per image this way against 1155 for the whole batch (the same values).
+        # every cache and TLB behind, and oneDNN slows with them: per image, eager PyTorch takes
+        # 1.28x longer at batch 8 than at batch 1 (500x500, 2 threads), this route no longer
+        # (benchmarks/results/cpu-amd-epyc/interleaved-500-b{1,8}). The values are the same.
         parts = [self._backbone_one(x[i:i + 1]) for i in range(x.shape[0])]
         taps = {block: torch.cat([part[0][block] for part in parts]) for block in parts[0][0]}
         return taps, torch.cat([part[1] for part in parts])
