@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from .amp import AMP_DTYPES, autocast
 from .backends import resolve_backend
 from .datasets import SegmentationDataset, dataset_class, open_dataset, pad_collate
+from .datasets.loader import loader_batches
 from .devices import resolve_device
 from .errors import UserError
 from .images import save_label_png
@@ -86,6 +87,13 @@ class _NamedSamples(torch.utils.data.Dataset):
 def _named_collate(batch):
     images, labels, sizes = pad_collate([(b[0], b[1]) for b in batch])
     return images, labels, sizes, [b[2] for b in batch]
+
+
+def _length(loader: Any) -> Optional[int]:
+    try:
+        return len(loader)
+    except TypeError:
+        return None
 
 
 def eval_loader(dataset: SegmentationDataset, *, rank: int = 0, world_size: int = 1, num_workers: int = 0,
@@ -181,11 +189,11 @@ def evaluate(
         for folder in folders:
             folder.mkdir(parents=True, exist_ok=True)
     counter = 0
-    iterable = loader
+    batches = iterable = loader_batches(loader)
     if progress:
         from tqdm import tqdm
 
-        iterable = tqdm(loader, desc="evaluate", unit="img", dynamic_ncols=True, leave=False)
+        iterable = tqdm(batches, total=_length(loader), desc="evaluate", unit="img", dynamic_ncols=True, leave=False)
     try:
         for batch in iterable:
             images, labels, sizes, names = _unpack_batch(batch)
@@ -208,6 +216,7 @@ def evaluate(
                         save_label_png(folder / f"{name}.png", p)
             counter += len(sizes)
     finally:
+        batches.close()  # the loader's workers stop now, even when the loop raised
         net.train(was_training)
     tasks = {}
     for label, cm in zip(labels_of, matrices):

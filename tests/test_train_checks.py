@@ -3,6 +3,8 @@ that breaks in a DataLoader worker later is one line, not the worker's traceback
 
 from __future__ import annotations
 
+import multiprocessing
+
 import pytest
 
 from fcnfast.data import make_toy_dataset
@@ -30,4 +32,6 @@ def test_a_file_that_breaks_in_a_loader_worker_is_one_line(toy, tmp_path, capsys
     (broken / "JPEGImages" / "toy_000001.jpg").write_bytes(b"not a jpeg")
     fails(capsys, train_args(broken, tmp_path / "run", "--num-workers", "1", "--iterations", "2"),
            "cannot read image", "toy_000001.jpg")
+    # The worker is gone: it ignores SIGTERM, so one left behind would hang the interpreter at exit.
+    assert multiprocessing.active_children() == []
     assert worker_error_message(ValueError("plain")) == "plain"

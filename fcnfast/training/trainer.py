@@ -376,9 +376,10 @@ class Trainer:
         # elapsed_s counts training time over every session of the run: this one adds to the checkpoint's.
         session_start, elapsed_before = time.perf_counter(), P.elapsed_s
         rate: Optional[float] = None
+        train_batches = batches(loader)
         try:
             t_prev = time.perf_counter()
-            for images, labels, _ in batches(loader):
+            for images, labels, _ in train_batches:
                 step = P.iteration  # 0-based index of this step
                 factor = lr_factor(cfg.lr_policy, step, cfg.iterations, cfg.poly_power)
                 for group in self.optimizer.param_groups:
@@ -418,6 +419,7 @@ class Trainer:
                     raise TrainingInterrupted(self._stop.signum or signal.SIGTERM, iteration, self.out / CHECKPOINT_NAME)
                 t_prev = time.perf_counter()
         finally:
+            train_batches.close()  # the loader's workers stop now, also when a step raised
             if log is not None:
                 log.close()
         barrier(D)
