@@ -64,3 +64,18 @@ def gpu_backends():
 # fp32 on the GPU references cuDNN: compare against true fp32, not TF32.
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
+
+
+@pytest.fixture(autouse=True)
+def no_child_process_left():
+    """A test must not leave a multiprocessing child (a DataLoader worker) running: training's
+    workers ignore SIGTERM, so one left behind makes the interpreter wait for it at exit forever.
+    A leftover is killed, and the test that left it fails."""
+    import multiprocessing
+
+    yield
+    left = multiprocessing.active_children()
+    for child in left:
+        child.kill()
+        child.join(5)
+    assert not left, f"child processes left running: {left}"
