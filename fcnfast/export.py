@@ -28,8 +28,7 @@ import torch
 from torch import nn
 
 from .nn import UpsampleCropAdd
-from .optimized_fcn import OptimizedFCN
-from .wrappers import unwrap_model
+from .optimized_fcn import unwrap_optimized
 
 __all__ = ["export_onnx", "io_names", "plain_heads", "INPUT_NAME", "OUTPUT_NAME"]
 
@@ -58,7 +57,7 @@ def _exportable(model: nn.Module) -> nn.Module:
     """The module that computes ``model``'s scores: wrappers and OptimizedFCN removed, and a
     contiguous copy where weights are channels_last (optimize()'s): their strides make
     torch.export specialise the batch and image sizes."""
-    model = _exportable_root(model)
+    model = unwrap_optimized(model)
     if not all(p.is_contiguous() for p in model.parameters()):
         model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
     return model
@@ -67,7 +66,7 @@ def _exportable(model: nn.Module) -> nn.Module:
 def io_names(model: nn.Module) -> Tuple[Tuple[Tuple[str, int], ...], Tuple[str, ...]]:
     """(((input name, channels), ...), (output name, ...)) of ``model``'s export: from an fcnfast
     model's layout (its streams and tasks), else one RGB ``image`` in and ``scores`` out."""
-    model = _exportable_root(model)
+    model = unwrap_optimized(model)
     layout = getattr(model, "layout", None)
     if layout is None:
         return ((INPUT_NAME, 3),), (OUTPUT_NAME,)
@@ -76,13 +75,6 @@ def io_names(model: nn.Module) -> Tuple[Tuple[Tuple[str, int], ...], Tuple[str, 
               else tuple(("_".join(s.modalities), s.channels) for s in streams))
     outputs = (OUTPUT_NAME,) if len(labels) == 1 else tuple(f"{OUTPUT_NAME}_{label}" for label in labels)
     return inputs, outputs
-
-
-def _exportable_root(model: nn.Module) -> nn.Module:
-    model = unwrap_model(model)
-    while isinstance(model, OptimizedFCN):
-        model = unwrap_model(model.model)
-    return model
 
 
 def _dynamic_shapes(model: nn.Module, count: int, dims) -> tuple:

@@ -52,8 +52,7 @@ from .models.layout import (
 )
 from .models.registry import MODELS, model_name_of
 from .ops import is_channel_diagonal
-from .optimized_fcn import FLOAT_DTYPES, OptimizedFCN
-from .wrappers import unwrap_model
+from .optimized_fcn import FLOAT_DTYPES, OptimizedFCN, unwrap_optimized
 
 __all__ = ["optimize", "OptimizedFCN", "detect_variant"]
 
@@ -68,14 +67,6 @@ _PLAIN_BY_HEADS = sorted((lay for lay in LAYOUTS.values() if lay.plain and not l
 # ---------------------------------------------------------------------------------------------
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    """Strip OptimizedFCN and the torch wrappers (torch.compile, DataParallel/DDP)."""
-    model = unwrap_model(model)
-    while isinstance(model, OptimizedFCN):
-        model = unwrap_model(model.model)
-    return model
-
-
 def detect_variant(model: nn.Module, at_once: Optional[bool] = None) -> Tuple[Type[FCN], Tuple[float, float]]:
     """(fcnfast class, (pool4 scale, pool3 scale)) for an fcnfast or pytorch-fcn style FCN.
 
@@ -85,7 +76,7 @@ def detect_variant(model: nn.Module, at_once: Optional[bool] = None) -> Tuple[Ty
     'AtOnce'; True forces (0.01, 0.0001), False (1, 1). A pool the variant does not score has
     scale 1.
     """
-    model = _unwrap(model)
+    model = unwrap_optimized(model)
     name = model_name_of(model)
     if name is not None:
         layout = LAYOUTS[name]
@@ -274,7 +265,7 @@ def _optimize(model, *, backend, dtype, channels_last, cuda_graph, at_once, cpu_
         raise TypeError(f"dtype must be None or one of {[str(d) for d in FLOAT_DTYPES]}, got {dtype!r}")
     if not isinstance(cuda_graph, bool):
         raise TypeError(f"cuda_graph must be a bool, got {cuda_graph!r}")
-    source = _unwrap(model)
+    source = unwrap_optimized(model)
     cls, scales = detect_variant(source, at_once)
     _check_supported(cls.layout)
     num_classes = _num_classes(source)

@@ -20,8 +20,9 @@ from .backends import resolve_backend
 from .cpu_plan import CpuPlan, cpu_plan_reason
 from .geometry import SUPPORTED_DTYPES as FLOAT_DTYPES  # the heads' dtypes are the model's
 from .models.fcn import FCN
+from .wrappers import unwrap_model
 
-__all__ = ["OptimizedFCN", "FLOAT_DTYPES"]
+__all__ = ["OptimizedFCN", "FLOAT_DTYPES", "unwrap_optimized"]
 
 
 class OptimizedFCN(nn.Module):
@@ -239,3 +240,11 @@ class OptimizedFCN(nn.Module):
             "inference only: eval mode, no grad; call under torch.inference_mode(); outputs in the input's dtype",
         ]
         return "OptimizedFCN(\n" + "".join(f"  {line}\n" for line in lines) + ")"
+
+
+def unwrap_optimized(model: nn.Module) -> nn.Module:
+    """``model`` without OptimizedFCN and the torch wrappers (torch.compile, DataParallel/DDP)."""
+    model = unwrap_model(model)
+    while isinstance(model, OptimizedFCN):
+        model = unwrap_model(model.model)
+    return model

@@ -10,17 +10,9 @@ behind cannot even be terminated: the interpreter then waits for it at exit, for
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from typing import Iterable, Iterator
 
-__all__ = ["loader_batches", "shut_down_workers"]
-
-
-def shut_down_workers(iterator: Any) -> None:
-    """Stop the worker processes of a DataLoader iterator now (a no-op for a single-process one
-    or another iterable)."""
-    shutdown = getattr(iterator, "_shutdown_workers", None)
-    if shutdown is not None:
-        shutdown()
+__all__ = ["loader_batches"]
 
 
 def loader_batches(loader: Iterable) -> Iterator:
@@ -30,4 +22,7 @@ def loader_batches(loader: Iterable) -> Iterator:
     try:
         yield from iterator
     finally:
-        shut_down_workers(iterator)
+        # A multi-process DataLoader iterator's own shutdown; other iterables have none.
+        shutdown = getattr(iterator, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()

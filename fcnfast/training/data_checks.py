@@ -17,7 +17,7 @@ import torch
 
 from ..datasets import SegmentationDataset
 from ..datasets.decode import check_label_values
-from ..datasets.loader import shut_down_workers
+from ..datasets.loader import loader_batches
 from .config import TrainingError
 
 __all__ = ["batches", "check_labels", "worker_error_message"]
@@ -56,15 +56,7 @@ def batches(loader: torch.utils.data.DataLoader) -> Iterator:
     """``loader``'s batches; a ValueError or FileNotFoundError while loading one (an unreadable
     file, named by its message) becomes a TrainingError with :func:`worker_error_message`. The
     loader's workers stop when this generator ends (:mod:`fcnfast.datasets.loader`)."""
-    iterator = iter(loader)
-    try:
-        while True:
-            try:
-                batch = next(iterator)
-            except StopIteration:
-                return
-            except (ValueError, FileNotFoundError) as exc:
-                raise TrainingError(worker_error_message(exc)) from exc
-            yield batch
-    finally:  # the workers end here, not whenever the traceback holding the iterator is collected
-        shut_down_workers(iterator)
+    try:  # only the loader's own errors arrive here: the caller's never enter a generator
+        yield from loader_batches(loader)
+    except (ValueError, FileNotFoundError) as exc:
+        raise TrainingError(worker_error_message(exc)) from exc
