@@ -112,3 +112,20 @@ def test_make_table_reproduces_the_readme_results(tmp_path):
     assert done.returncode == 0, done.stderr
     begin, end = "<!-- results:begin -->\n", "<!-- results:end -->"
     assert out.read_text() == readme.split(begin, 1)[1].split(end, 1)[0]
+
+
+def test_config_takes_the_models_class_count_and_refuses_what_bench_cannot_feed():
+    """The workload is one 3-channel batch in and one score map out: the class count defaults to the
+    model's, and two-input, 4-channel or two-headed networks are refused by name before any work."""
+    assert BenchConfig(model="pascalcontext-fcn8s", device="cpu").resolved().num_classes == 60
+    assert BenchConfig(device="cpu").resolved().num_classes == 21
+    for name, what in [("siftflow-fcn8s", "gives 2 output"), ("nyud-fcn32s-color-hha", "3-channel and 3-channel"),
+                       ("nyud-fcn32s-color-d", "4-channel input")]:
+        with pytest.raises(ValueError, match=f"{name} takes .*{what}"):
+            BenchConfig(model=name, device="cpu").resolved()
+
+
+def test_bench_cli_refuses_a_two_headed_network_on_one_line(tmp_path, capsys):
+    assert main(["bench", "--model", "siftflow-fcn32s", "--device", "cpu", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "one 3-channel input and one output" in err and "Traceback" not in err

@@ -13,7 +13,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 
 from ..devices import resolve_device
-from ..models import DEFAULT_MODEL
+from ..models import DEFAULT_MODEL, model_layout
 from .providers import ALL_PROVIDERS
 
 # The dtypes a run can measure, in the order `fcnfast bench --help` and its errors list them.
@@ -58,7 +58,7 @@ class BenchConfig:
     batches: List[int] = dataclasses.field(default_factory=lambda: [1])
     dtypes: List[str] = dataclasses.field(default_factory=lambda: [DEFAULT_DTYPE])
     model: str = DEFAULT_MODEL
-    num_classes: int = 21
+    num_classes: Optional[int] = None  # None: the model's (the release's count)
     weights: Optional[str] = None
     providers: Optional[List[str]] = None  # None: every provider that runs on the device
     device: str = "auto"
@@ -81,6 +81,15 @@ class BenchConfig:
         Raises ValueError for a bad value, a CUDA device torch cannot see included.
         """
         cfg = copy.deepcopy(self)
+        layout = model_layout(cfg.model)
+        # The workload is one random image batch in, one score map out.
+        if layout.input_channels != (3,) or len(layout.tasks) != 1:
+            raise ValueError(
+                f"fcnfast bench times networks with one 3-channel input and one output; {layout.name} takes "
+                f"{' and '.join(f'{c}-channel' for c in layout.input_channels)} input(s) and gives "
+                f"{len(layout.tasks)} output(s)")
+        if cfg.num_classes is None:
+            cfg.num_classes = layout.default_num_classes
         cfg.device = str(resolve_device(cfg.device))
         for key, value in DEVICE_DEFAULTS[torch.device(cfg.device).type].items():
             if getattr(cfg, key) is None:

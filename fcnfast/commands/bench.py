@@ -58,7 +58,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--weights", default=None, metavar="W", help="checkpoint to load (default: random weights)")
     parser.add_argument("--model", default=None,
                         help=f"{MODEL_NAMES_TEXT} (default: the checkpoint's, else {DEFAULT_MODEL})")
-    parser.add_argument("--num-classes", type=int, default=None, help="classes (default: the checkpoint's, else 21)")
+    parser.add_argument("--num-classes", type=int, default=None, help="classes (default: the checkpoint's, else the model's)")
     parser.add_argument("--providers", nargs="+", action="extend", metavar="P", help=PROVIDER_HELP)
     parser.add_argument("--device", default="auto", help="auto (default: cuda if available), cpu, cuda")
     parser.add_argument("--compile-timeout", type=float, default=None, metavar="S",
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
                      dtypes=_split(args.dtype), providers=_split(args.providers))
         given = {key: values for key, values in lists.items() if values}  # the others: BenchConfig's defaults
         # A checkpoint says which model and how many classes it holds.
-        model, num_classes = args.model or DEFAULT_MODEL, args.num_classes or 21
+        model, num_classes = args.model or DEFAULT_MODEL, args.num_classes
         if args.weights:
             model, num_classes = checkpoint_model(args.weights, args.model, args.num_classes)[:2]
         cfg = BenchConfig(
