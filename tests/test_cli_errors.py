@@ -218,6 +218,15 @@ def test_bench_reads_model_and_classes_from_the_checkpoint(fcn32s_5, tmp_path, m
     assert seen == {"model": "voc-fcn32s", "num_classes": 5}
 
 
+@pytest.mark.parametrize("name, reads", [("siftflow-fcn32s", "reads color and gives semantic, geometric labels"),
+                                         ("nyud-fcn32s-color-hha", "reads color and hha"),
+                                         ("nyud-fcn32s-color-d", "reads color+depth")])
+def test_segment_refuses_a_network_that_does_not_read_one_photo(name, reads, image, tmp_path, capsys):
+    fails(capsys, ["segment", str(image), "--model", name, "-o", str(tmp_path / "out"), "--device", "cpu"],
+          f"turns RGB photos into one label map each; {name} {reads}", "fcnfast evaluate --dataset")
+    assert not (tmp_path / "out").exists()
+
+
 def test_segment_a_folder_segments_every_image_in_it(tmp_path, capsys):
     photos = tmp_path / "photos"
     photos.mkdir()

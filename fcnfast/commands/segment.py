@@ -46,7 +46,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--model", default=None,
                         help=f"{MODEL_NAMES_TEXT} (default: the checkpoint's, else {DEFAULT_MODEL})")
     parser.add_argument("--num-classes", type=int, default=None,
-                        help="classes including background (default: the checkpoint's, else 21, VOC)")
+                        help="classes including background (default: the checkpoint's, else the model's)")
     parser.add_argument("--backend", default=None, help="backend of the fused heads: triton, cuda, cpp, reference (default auto)")
     parser.add_argument("--device", default="auto", help="auto (default: cuda if available), cpu, cuda")
     parser.add_argument("--max-side", type=int, default=None, metavar="N",
@@ -111,7 +111,14 @@ def _build(args, device):
     if args.weights:
         model = load_model(args.weights, args.model, args.num_classes)
     else:
-        model = build_model(args.model or DEFAULT_MODEL, num_classes=args.num_classes or 21)
+        model = build_model(args.model or DEFAULT_MODEL, num_classes=args.num_classes)
+    layout = model.layout
+    if not layout.plain:  # what segment reads (one photo) and writes (one label map per image)
+        raise ValueError(
+            f"fcnfast segment turns RGB photos into one label map each; {layout.name} reads "
+            f"{' and '.join('+'.join(s.modalities) for s in layout.streams)} and gives {', '.join(layout.labels)} "
+            f"labels: evaluate it with fcnfast evaluate --dataset {layout.dataset}")
+    if not args.weights:
         random_init_(model, args.seed)
         print(
             "fcnfast segment: no --weights given: predictions come from a RANDOMLY initialised "
