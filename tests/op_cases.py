@@ -31,6 +31,7 @@ class Case:
     skip_margin: Optional[Tuple[int, int]] = None  # skip_offset; None = no skip
     bias: bool = False
     bilinear: bool = False
+    diagonal: bool = False  # random filters on the channel diagonal, zero off it (depthwise path)
 
     @property
     def id(self) -> str:
@@ -42,6 +43,8 @@ class Case:
             parts.append("bias")
         if self.bilinear:
             parts.append("bilinear")
+        if self.diagonal:
+            parts.append("diagonal")
         return "-".join(parts)
 
     @property
@@ -67,6 +70,11 @@ def make_inputs(case: Case, dtype=torch.float32, device="cpu", layout="contiguou
     if case.bilinear:
         assert case.Cin == case.Cout and case.k[0] == case.k[1]
         weight = bilinear_weight(case.Cin, case.Cout, case.k[0], torch.float64)
+    elif case.diagonal:
+        assert case.Cin == case.Cout
+        weight = torch.zeros(case.Cin, case.Cout, *case.k, dtype=torch.float64)
+        for c in range(case.Cin):
+            weight[c, c] = torch.randn(*case.k, generator=g, dtype=torch.float64)
     else:
         weight = torch.randn(case.Cin, case.Cout, *case.k, generator=g, dtype=torch.float64) / (case.Cin ** 0.5)
     kwargs = {"offset": case.offset, "size": case.size}

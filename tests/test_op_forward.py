@@ -143,6 +143,45 @@ def test_fuzz_cpp(call):
     _fuzz("cpp", *call)
 
 
+@st.composite
+def random_depthwise_calls(draw, max_out=40):
+    """Channel-diagonal weights (random, separable or FCN's bilinear) forced onto the depthwise
+    path, over the strides whose vectors each read one input column per tap (8 in fp32, 4 in
+    fp64: the CPU's dedicated depthwise rows) and others; windows shifted by every phase, down
+    to one column, so both partial vectors at a row's ends are exercised."""
+    dtype = draw(st.sampled_from([torch.float32, torch.float64]))
+    s = draw(st.sampled_from([8 if dtype == torch.float32 else 4, 2, 3, 16]))
+    k = draw(st.sampled_from([2 * s, s, s + 1, 2 * s - 3]))
+    kind = draw(st.sampled_from(["diagonal", "bilinear", "separable"]))
+    Hin, Win = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    full = ((Hin - 1) * s + k, (Win - 1) * s + k)
+    oy, ox = draw(st.integers(0, full[0] - 1)), draw(st.integers(0, full[1] - 1))
+    H = draw(st.integers(1, min(full[0] - oy, max_out)))
+    W = draw(st.integers(1, min(full[1] - ox, max_out)))
+    C = draw(st.integers(1, 4))
+    case = Case(N=draw(st.integers(1, 2)), Cin=C, Cout=C, Hin=Hin, Win=Win, k=(k, k), s=(s, s), offset=(oy, ox),
+                size=(H, W), skip_margin=draw(st.none() | st.tuples(st.integers(0, 4), st.integers(0, 4))),
+                bias=draw(st.booleans()), bilinear=kind == "bilinear", diagonal=kind == "diagonal")
+    layout = draw(st.sampled_from(["contiguous", "channels_last", "sliced"]))
+    return case, kind, dtype, layout, draw(st.integers(0, 2**16))
+
+
+@pytest.mark.skipif(not _runs("cpp", torch.float32, "cpu"), reason="cpp backend not available")
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_depthwise_calls())
+def test_fuzz_cpp_depthwise(call):
+    case, kind, dtype, layout, seed = call
+    x, weight, kw = make_inputs(case, dtype, layout=layout, seed=seed)
+    if kind == "separable":  # a rank-1 filter per channel: outer(a, b) with random a, b
+        g = torch.Generator().manual_seed(seed)
+        weight = torch.zeros_like(weight)
+        for c in range(case.Cin):
+            a, b = torch.randn(2, case.k[0], generator=g, dtype=torch.float64).to(dtype)
+            weight[c, c] = torch.outer(a, b)
+    out = fcnfast.upsample_crop_add(x, weight, case.s, depthwise=True, backend="cpp", **kw)
+    assert_matches_reference(out, x, weight, case.s, kw, what=f"cpp depthwise {kind} {case.id} {layout} {dtype}")
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 @pytest.mark.parametrize("backend", gpu_backends())

@@ -32,6 +32,7 @@
 //    (n, i with ky in kernel_range(i), j) with x broadcast.
 
 #define FCNFAST_AI inline __attribute__((always_inline))
+#define FCNFAST_AI_LAMBDA __attribute__((always_inline))
 
 template <class T>
 struct Vt;
@@ -322,6 +323,168 @@ void fwd_row_any(const FwdRowArgs<T>& a, const detail::FwdPlan<T>& p, int64_t W)
   }
 }
 
+// Input rows [i_lo, i_lo + nrows) that output rows [h0, h1) read (tap ranges are monotone).
+template <class T>
+FCNFAST_AI void input_rows(const detail::FwdPlan<T>& p, int64_t h0, int64_t h1, int64_t* i_lo,
+                           int64_t* nrows) {
+  int64_t lo = p.g.Hin, hi = -1;
+  for (int64_t h = h0; h < h1; ++h) {
+    const detail::FwdRow& row = p.rows[h];
+    if (row.count > 0) {
+      if (row.first < lo) lo = row.first;
+      if (row.first + row.count - 1 > hi) hi = row.first + row.count - 1;
+    }
+  }
+  *i_lo = lo;
+  *nrows = hi >= lo ? hi - lo + 1 : 0;
+}
+
+// Broadcast path: padded, per-slot shifted input rows XPt[row][t][ci][Wp] =
+// x[n, ci0 + ci, i_lo + row, k - padL - t] (zero outside the input); (row, slot, channel) is
+// the flat order of the taps.
+template <class T>
+void build_padded_rows(const detail::FwdPlan<T>& p, int64_t n, int64_t ci0, int64_t nci,
+                       int64_t i_lo, int64_t nrows, T* xe) {
+  const int64_t Wp = p.Wp, off = p.padL, Tc = p.Tc, Win = p.g.Win, xs3 = p.xs[3];
+  for (int64_t rr = 0; rr < nrows; ++rr)
+    for (int64_t t = 0; t < Tc; ++t)
+      for (int64_t ci = 0; ci < nci; ++ci) {
+        const T* src = p.x + n * p.xs[0] + (ci0 + ci) * p.xs[1] + (i_lo + rr) * p.xs[2];
+        T* dst = xe + ((rr * Tc + t) * nci + ci) * Wp;
+        const int64_t lo = off + t, hi = off + t + Win;  // [lo, hi) holds x[0 .. Win)
+        for (int64_t k = 0; k < lo; ++k) dst[k] = T(0);
+        for (int64_t k = lo; k < hi; ++k) dst[k] = src[(k - lo) * xs3];
+        for (int64_t k = hi; k < Wp; ++k) dst[k] = T(0);
+      }
+}
+
+// One output row of the depthwise broadcast task (below): vector u (output columns
+// ws + u*V ..) reads x[q * xq + u] for its taps q and multiplies weight vector w + q * wq.
+template <class T>
+struct DwRow {
+  const T* x;
+  int64_t xq;
+  const T* w;
+  int64_t wq;
+  T bias;
+  const T* base;  // skip row at column 0 (stride 1), or null
+  T* dst;         // output row at column 0
+};
+
+// Columns of the depthwise broadcast rows, the same for every row of a call: vectors
+// [u_lo, u_hi) lie inside [0, W); the others (at most one per end) are partial.
+struct DwCols {
+  int64_t ws, U, u_lo, u_hi, W;
+};
+
+// One row, NQ taps. The NQ weight vectors stay in registers for the whole row. Summation
+// order as in fwd_tile_bc (skip + bias, then q = 0, 1, ..), so both paths give the same bits.
+template <class T, int NQ>
+void fwd_dw_row(const DwRow<T>& r, const DwCols& c) {
+  typedef vec_t<T> vec;
+  constexpr int V = detail::lanes<T>();
+  vec wq[NQ > 0 ? NQ : 1];
+#pragma GCC unroll 8
+  for (int q = 0; q < NQ; ++q) wq[q] = vload<T>(r.w + q * r.wq);
+  const T* __restrict X = r.x;
+  const int64_t xq = r.xq, ws = c.ws, W = c.W;
+  const vec b = vbcast<T>(r.bias);
+  const T* __restrict base = r.base;
+  T* __restrict dst = r.dst;
+  auto taps = [&](vec acc, int64_t u) FCNFAST_AI_LAMBDA {
+#pragma GCC unroll 8
+    for (int q = 0; q < NQ; ++q) acc += vbcast<T>(X[q * xq + u]) * wq[q];
+    return acc;
+  };
+  auto partial = [&](int64_t u) {
+    const int64_t w = ws + u * V;
+    T lane[V];
+    vec init = b;  // (no skip: no lane-by-lane vector, whose reload would stall on the stores)
+    if (base != nullptr) {
+      for (int l = 0; l < V; ++l) lane[l] = (w + l >= 0 && w + l < W) ? base[w + l] : T(0);
+      init = vload<T>(lane) + b;
+    }
+    vstore<T>(lane, taps(init, u));
+    for (int l = 0; l < V; ++l)
+      if (w + l >= 0 && w + l < W) dst[w + l] = lane[l];
+  };
+  for (int64_t u = 0; u < c.u_lo; ++u) partial(u);
+  if (base != nullptr) {
+#pragma GCC unroll 2
+    for (int64_t u = c.u_lo; u < c.u_hi; ++u)
+      vstore<T>(dst + ws + u * V, taps(vload<T>(base + ws + u * V) + b, u));
+  } else {
+#pragma GCC unroll 2
+    for (int64_t u = c.u_lo; u < c.u_hi; ++u) vstore<T>(dst + ws + u * V, taps(b, u));
+  }
+  for (int64_t u = c.u_hi; u < c.U; ++u) partial(u);
+}
+
+constexpr int kDwMaxTaps = 4;  // row taps x column slots of the depthwise task (k <= 2s: 4)
+
+// Whether fwd_dw_task serves this plan: depthwise, broadcast path with one weight phase
+// (P == 1, so sw == V: FCN-8s' upscore8 in fp32) and at most kDwMaxTaps taps per output.
+template <class T>
+bool fwd_dw_applies(const detail::FwdPlan<T>& p) {
+  return p.depthwise && p.bc && p.P == 1 && p.Tr * p.Tc <= kDwMaxTaps;
+}
+
+// Depthwise broadcast task: output rows [h0, h1) of one (image, channel). The general task's
+// per-row work (tile tables, partial-vector scratch, channel blocks) cost more than this
+// row's 4 FMAs per vector, so rows here carry only pointers and a tap count.
+template <class T>
+void fwd_dw_task(const detail::FwdPlan<T>& p, int64_t task, T* scratch) {
+  constexpr int V = detail::lanes<T>();
+  const Geometry& g = p.g;
+  const int64_t per_n = g.Cout * p.nhb;
+  const int64_t n = task / per_n;
+  const int64_t c = (task % per_n) / p.nhb;
+  const int64_t h0 = (task % p.nhb) * p.hb;
+  const int64_t h1 = h0 + p.hb < g.H ? h0 + p.hb : g.H;
+  int64_t i_lo, nrows;
+  input_rows(p, h0, h1, &i_lo, &nrows);
+  T* xp = scratch;
+  T* basebuf = xp + p.xe_rows * p.Tc * p.Wp;
+  build_padded_rows(p, n, c, 1, i_lo, nrows, xp);
+
+  DwCols cols;
+  cols.ws = p.wstart;
+  cols.U = p.U;
+  cols.W = g.W;
+  const int64_t lo = (-p.wstart + V - 1) / V, hi = (g.W - p.wstart) / V;
+  cols.u_lo = lo < p.U ? lo : p.U;
+  cols.u_hi = hi < p.U ? (hi > cols.u_lo ? hi : cols.u_lo) : p.U;
+  DwRow<T> r;
+  r.xq = p.Wp;
+  r.wq = V;  // P == 1
+  r.bias = p.bias ? p.bias[c] : T(0);
+  const int64_t xp_row = p.Tc * p.Wp;
+  const T* w0 = p.wvec + c * p.Tr * p.Tc * V + p.bcph[0];
+  for (int64_t h = h0; h < h1; ++h) {
+    const detail::FwdRow& row = p.rows[h];
+    r.x = xp + (row.count > 0 ? (row.first - i_lo) * xp_row : 0) + p.bcj[0];
+    r.w = w0 + row.wv;
+    r.dst = p.out + ((n * g.Cout + c) * g.H + h) * g.W;
+    r.base = nullptr;
+    if (p.skip) {
+      const T* s = p.skip + n * p.ss[0] + c * p.ss[1] + (g.sy + h) * p.ss[2] + g.sx * p.ss[3];
+      if (p.ss[3] == 1) {
+        r.base = s;
+      } else {
+        for (int64_t w = 0; w < g.W; ++w) basebuf[w] = s[w * p.ss[3]];
+        r.base = basebuf;
+      }
+    }
+    switch (row.count * p.Tc) {
+      case 0: fwd_dw_row<T, 0>(r, cols); break;
+      case 1: fwd_dw_row<T, 1>(r, cols); break;
+      case 2: fwd_dw_row<T, 2>(r, cols); break;
+      case 3: fwd_dw_row<T, 3>(r, cols); break;
+      default: fwd_dw_row<T, kDwMaxTaps>(r, cols); break;
+    }
+  }
+}
+
 // Runtime channel-block size -> template (CB <= MaxCB).
 template <class T, int MaxCB>
 void fwd_row_cb(int CB, const FwdRowArgs<T>& a, const detail::FwdPlan<T>& p, int64_t W) {
@@ -335,6 +498,7 @@ void fwd_row_cb(int CB, const FwdRowArgs<T>& a, const detail::FwdPlan<T>& p, int
 // (dense) or one channel (depthwise, group = channel). Scratch: see fwd_impl.
 template <class T>
 void fwd_task(const detail::FwdPlan<T>& p, int64_t task, T* scratch) {
+  if (fwd_dw_applies(p)) return fwd_dw_task(p, task, scratch);
   constexpr int V = detail::lanes<T>();
   const Geometry& g = p.g;
   const int64_t per_n = p.ngroups * p.nhb;
@@ -344,16 +508,8 @@ void fwd_task(const detail::FwdPlan<T>& p, int64_t task, T* scratch) {
   const int64_t h1 = h0 + p.hb < g.H ? h0 + p.hb : g.H;
   const int64_t Tr = p.Tr, Tc = p.Tc, CW = p.CW, nch = p.nch, Wc = nch * CW, PV = p.P * V;
 
-  // Input rows this block of output rows reads (tap_range is monotone in o).
-  int64_t i_lo = g.Hin, i_hi = -1;
-  for (int64_t h = h0; h < h1; ++h) {
-    const TapRange tr = tap_range(g.oy + h, g.kh, g.sh, g.Hin);
-    if (tr.count > 0) {
-      if (tr.first < i_lo) i_lo = tr.first;
-      if (tr.first + tr.count - 1 > i_hi) i_hi = tr.first + tr.count - 1;
-    }
-  }
-  const int64_t nrows = i_hi >= i_lo ? i_hi - i_lo + 1 : 0;
+  int64_t i_lo, nrows;
+  input_rows(p, h0, h1, &i_lo, &nrows);
   const int64_t ci0 = p.depthwise ? grp : 0;
   const int64_t nci = p.depthwise ? 1 : g.Cin;
   const int64_t cog0 = p.depthwise ? grp : 0;
@@ -368,21 +524,9 @@ void fwd_task(const detail::FwdPlan<T>& p, int64_t task, T* scratch) {
   const int64_t xs3 = p.xs[3];
   int64_t xe_chunk = 0, xe_q = CW, xe_row = 0;
   if (p.bc) {
-    // Padded, per-slot shifted input rows XPt[row][t][ci][Wp] = x[ci, row, k - padL - t]
-    // (zero outside the input): (row, slot, channel) is the flat order of the taps.
-    const int64_t Wp = p.Wp, off = p.padL;
-    for (int64_t rr = 0; rr < nrows; ++rr)
-      for (int64_t t = 0; t < Tc; ++t)
-        for (int64_t ci = 0; ci < nci; ++ci) {
-          const T* src = p.x + n * p.xs[0] + (ci0 + ci) * p.xs[1] + (i_lo + rr) * p.xs[2];
-          T* dst = xe + ((rr * Tc + t) * nci + ci) * Wp;
-          const int64_t lo = off + t, hi = off + t + g.Win;  // [lo, hi) holds x[0 .. Win)
-          for (int64_t k = 0; k < lo; ++k) dst[k] = T(0);
-          for (int64_t k = lo; k < hi; ++k) dst[k] = src[(k - lo) * xs3];
-          for (int64_t k = hi; k < Wp; ++k) dst[k] = T(0);
-        }
-    xe_q = Wp;
-    xe_row = Tc * nci * Wp;
+    build_padded_rows(p, n, ci0, nci, i_lo, nrows, xe);
+    xe_q = p.Wp;
+    xe_row = Tc * nci * p.Wp;
   } else {
     // Expanded input rows XE[chunk][row][t][ci][CW]: within a chunk, (row, slot, channel) is
     // one flat sequence of CW-column blocks, the order the weight vectors are laid out in.
@@ -413,18 +557,15 @@ void fwd_task(const detail::FwdPlan<T>& p, int64_t task, T* scratch) {
   a.wv_q = PV;
   a.wv_co = Tr * Tc * nci * PV;
   for (int64_t h = h0; h < h1; ++h) {
-    const TapRange tr = tap_range(g.oy + h, g.kh, g.sh, g.Hin);
-    a.nq = tr.count * Tc * nci;
-    a.xe = tr.count > 0 ? xe + (tr.first - i_lo) * xe_row : xe;
-    // Row taps r = 0..count-1 have kernel rows k0 - r*sh: phase k0 % sh, slots rslot0 + r.
-    const int64_t phy = tr.count > 0 ? tr.k0 % g.sh : 0;
-    const int64_t rslot0 = tr.count > 0 ? Tr - 1 - tr.k0 / g.sh : 0;
+    const detail::FwdRow& row = p.rows[h];
+    a.nq = row.count * Tc * nci;
+    a.xe = row.count > 0 ? xe + (row.first - i_lo) * xe_row : xe;
     // Channel blocks outside, columns inside: a block's weight vectors stay in L1 for the
     // whole row while XE streams from L2 in order (measured faster than the other order).
     for (int64_t co0 = cog0; co0 < cog0 + ncog;) {
       const int64_t left = cog0 + ncog - co0;
       const int CB = left >= kFwdCB ? kFwdCB : static_cast<int>(left);
-      a.wv = p.wvec + ((phy * g.Cout + co0) * Tr + rslot0) * Tc * nci * PV;
+      a.wv = p.wvec + row.wv + co0 * a.wv_co;
       for (int c = 0; c < CB; ++c) {
         const int64_t co = co0 + c;
         a.bias[c] = p.bias ? p.bias[co] : T(0);
@@ -729,3 +870,4 @@ detail::Kernels<T> kernels() {
 }
 
 #undef FCNFAST_AI
+#undef FCNFAST_AI_LAMBDA

@@ -29,6 +29,14 @@ constexpr int kMaxNW = 8;  // bound on the vectors of one forward register tile
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
+// One output row's taps, resolved once per call (two integer divisions each, which per
+// (channel, row) cost as much as a depthwise row's arithmetic at small sizes): input rows
+// [first, first + count), and `wv`, the offset in wvec of its first weight vector for output
+// channel 0 (add co * Tr * Tc * Cin' * P * V for channel co).
+struct FwdRow {
+  int64_t first, count, wv;
+};
+
 template <class T>
 struct FwdPlan {
   Geometry g;
@@ -46,6 +54,7 @@ struct FwdPlan {
   int64_t P;             // weight phases: sw / gcd(sw, V); the vector at column w uses (w / V) % P
   const int64_t* jtab1;  // [Tc][Wc]: 1 + input column of slot t at output column w, 0 for none
   const T* wvec;         // [sh][Cout][Tr][Tc][Cin'][P][V], Cin' = Cin (dense) or 1 (depthwise)
+  const FwdRow* rows;    // [H]: each output row's taps, resolved once per call
   int64_t hb, nhb;       // output rows per task, blocks per (n, group)
   int64_t ngroups;       // 1 (dense) or C (depthwise)
   int64_t xe_rows;       // bound on the input rows one task reads
