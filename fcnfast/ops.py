@@ -7,6 +7,7 @@ calls :func:`upsample_crop_add`; nothing here knows about models.
 
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -57,13 +58,20 @@ def clear_depthwise_cache() -> None:
 
 
 def _all_finite(t: Tensor) -> bool:
-    """Whether every element of ``t`` is finite (one reduction and a host sync).
+    """True only if every element of ``t`` is finite (one sum and a host sync).
+
+    A NaN or an infinity makes the sum NaN or infinite, so a finite sum proves every element
+    finite. The converse can fail (finite values whose sum overflows fp32/fp64), and then the
+    caller takes the dense path, which is exact too. One sum costs a fraction of
+    ``isfinite(t).all()``, which writes a bool tensor first (measured on 2 CPU threads for
+    FCN-8s' upscore8 input at 500x500: 5 against 70 us at batch 1, 17 against 500 us at batch 8).
 
     While a CUDA graph is being captured a host sync is forbidden, so it answers True without
     looking: a captured graph keeps the depthwise path even for non-finite inputs."""
     if t.is_cuda and torch.cuda.is_current_stream_capturing():
         return True
-    return bool(torch.isfinite(t).all())
+    total = t.sum(dtype=torch.float64 if t.dtype == torch.float64 else torch.float32)
+    return math.isfinite(total.item())
 
 
 def _resolve_depthwise(weight: Tensor, depthwise: int, data: Tensor) -> bool:

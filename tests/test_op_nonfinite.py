@@ -105,6 +105,25 @@ def test_the_depthwise_path_still_serves_finite_inputs(monkeypatch):
     assert chosen == [True, False]
 
 
+
+def test_finite_inputs_whose_sum_overflows_take_the_dense_path_and_stay_exact(monkeypatch):
+    """The check is one sum: finite values summing past fp32's range (a false alarm) divert the
+    call to the dense path, which gives the same outputs; an ordinary x keeps the depthwise path."""
+    from fcnfast import backends
+
+    chosen = []
+    reference = backends.get("reference")
+    real_forward = type(reference).forward
+    monkeypatch.setattr(type(reference), "forward",
+                        lambda self, *a: chosen.append(a[-1]) or real_forward(self, *a))
+    weight = bilinear_weight(CHANNELS, CHANNELS, 4)
+    huge = torch.full((1, CHANNELS, 4, 4), 3e38)
+    assert torch.isfinite(huge).all() and not torch.isfinite(huge.sum())
+    got = fcnfast.upsample_crop_add(huge, weight, 2, backend="reference")
+    want = F.conv_transpose2d(huge, weight, stride=2)
+    assert chosen == [False] and torch.isfinite(want).all()
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=0)
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 @pytest.mark.parametrize("backend", ["triton", "cuda"])
