@@ -239,10 +239,8 @@ void fwd_impl(const Geometry& g, const T* x, const int64_t* x_strides, const T* 
   p.U = ceil_div(g.W - p.wstart, V);
   p.padL = p.Tc;
   p.Wp = round_up(g.Win + 2 * p.Tc + 1, 4);
-  // Dense: ~8 tasks per thread, blocks small enough that a task's expanded rows stay in L2.
-  // Depthwise: ~16 per thread, so that the threads' shares are even (one task per channel
-  // would leave one of 2 threads idle for a tenth of FCN-8s' 21-channel upscore8).
-  int64_t hb = ceil_div(g.N * p.ngroups * g.H, int64_t(depthwise ? 16 : 8) * nt);
+  // ~8 tasks per thread; dense blocks stay small so a task's expanded rows stay in L2.
+  int64_t hb = ceil_div(g.N * p.ngroups * g.H, int64_t(8) * nt);
   if (!depthwise) hb = std::min<int64_t>(hb, std::max<int64_t>(g.sh, 32));
   hb = std::max<int64_t>(1, std::min<int64_t>(hb, g.H));
   p.hb = hb;
