@@ -10,10 +10,14 @@ One benchmark group per (stage, size, batch, weights, dtype) with the providers 
 runs here (never the Triton interpreter), ``compile`` (torch.compile of the reference; GPU
 default) and ``write-floor``: allocating and filling the stage's output (``torch.empty(...).fill_``),
 the least any implementation must do, timed side by side. ``extra_info`` holds ms per call and GB/s (bytes read + written: x, the skip window,
-the output). On GPU a timed round is ``inner_calls`` calls followed by one synchronize. Rounds:
+the output). Each provider's ``floor_ratio`` compares it with the write floor timed in alternation
+with it (``FLOOR_ROUNDS`` rounds in the same process, medians): on a CPU whose L3 holds the output,
+that floor moves by 2-3x between processes and even between tests (whether the allocator's block
+sits on huge pages), so only a floor timed beside the provider is a fair yardstick. On GPU a timed round is ``inner_calls`` calls followed by one synchronize. Rounds:
 at least --fcn-rounds, more for fast stages (about one second's worth, at most 200).
 """
 
+import statistics
 import time
 
 import pytest
@@ -25,6 +29,7 @@ from fcnfast.reference import bilinear_weight, upsample_crop_add_reference
 
 NUM_CLASSES = 21
 WRITE_FLOOR = "write-floor"
+FLOOR_ROUNDS = 7  # alternating rounds of (provider, write floor) for floor_ratio
 
 
 def _case(stage, size, batch, weights, dtype, device):
@@ -51,9 +56,11 @@ def test_stage(benchmark, stage, size, batch, weights, dtype_name, stage_provide
             pytest.skip(reason)
     x, w, stride, kwargs, st = _case(stage, size, batch, weights, dtype, bench_device)
     out_shape = upsample_crop_add_reference(x[:1], w, stride, **{**kwargs, "skip": None}).shape[1:]
+    def write_floor():
+        return torch.empty((x.shape[0], *out_shape), dtype=dtype, device=bench_device).fill_(1.0)
+
     if stage_provider == WRITE_FLOOR:
-        def op():
-            return torch.empty((x.shape[0], *out_shape), dtype=dtype, device=bench_device).fill_(1.0)
+        op = write_floor
     elif stage_provider == "reference":
         def op():
             return upsample_crop_add_reference(x, w, stride, **kwargs)
@@ -76,9 +83,9 @@ def test_stage(benchmark, stage, size, batch, weights, dtype_name, stage_provide
         tol = (1e-4 if dtype == torch.float32 else 5e-2) * max(expected.abs().max().item(), 1.0)
         assert err <= tol, f"{stage_provider} differs from the reference by {err:.3e} (> {tol:.3e})"
 
-        def run():
+        def run(fn=op):
             for _ in range(bench_inner):
-                op()
+                fn()
             sync(bench_device)
 
         # Fast stages get more rounds (about 1 s of them, at most 200): a steadier median.
@@ -89,6 +96,11 @@ def test_stage(benchmark, stage, size, batch, weights, dtype_name, stage_provide
         rounds = max(bench_rounds, min(200, int(1.0 / max(per_round, 1e-6))))
         benchmark.group = f"{stage} {size_label((size, size))} b{batch} {weights} {dtype_name}"
         benchmark.pedantic(run, rounds=rounds, warmup_rounds=2, iterations=1)
+        floor_ratio = None
+        if stage_provider not in (WRITE_FLOOR, "reference"):
+            mine, floor = _alternate(run, lambda: run(write_floor), FLOOR_ROUNDS, max(1, min(20, rounds // 4)))
+            floor_ratio = {"ratio": mine / floor, "ms_per_call": mine / bench_inner * 1e3,
+                           "floor_ms_per_call": floor / bench_inner * 1e3, "rounds": FLOOR_ROUNDS}
 
     es = x.element_size()
     N, C, H, W = out.shape
@@ -98,5 +110,21 @@ def test_stage(benchmark, stage, size, batch, weights, dtype_name, stage_provide
         stage=stage, size=size, batch=batch, weights=weights, dtype=dtype_name, provider=stage_provider,
         device=device_name(bench_device), x_shape=list(st["x_shape"]), out_shape=[N, C, H, W],
         kernel=st["kernel"], stride=list(st["stride"]), bytes=moved, inner_calls=bench_inner,
-        ms_per_call=per_call * 1e3, gbps=moved / per_call / 1e9, max_abs_err=err,
+        ms_per_call=per_call * 1e3, gbps=moved / per_call / 1e9, max_abs_err=err, floor_ratio=floor_ratio,
     )
+
+
+def _alternate(first, second, rounds: int, reps: int):
+    """Median seconds of one call of ``first`` and of ``second``, timed in alternating rounds of
+    ``reps`` calls each (each round's median), so that both see the same machine state."""
+    times = ([], [])
+    for _ in range(rounds):
+        for fn, out in zip((first, second), times):
+            fn()
+            per = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                fn()
+                per.append(time.perf_counter() - t0)
+            out.append(statistics.median(per))
+    return statistics.median(times[0]), statistics.median(times[1])
