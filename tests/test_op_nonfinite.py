@@ -88,8 +88,9 @@ def test_non_finite_grad_out_matches_conv_transpose2d_on_the_depthwise_path(back
     _same_pattern(*grads)
 
 
-def test_the_depthwise_path_still_serves_finite_inputs(monkeypatch):
-    """The finiteness check only diverts non-finite calls: a finite x keeps the 4-tap path."""
+@pytest.fixture
+def path_choices(monkeypatch):
+    """The depthwise flag of every reference-backend forward from here on, in call order."""
     from fcnfast import backends
 
     chosen = []
@@ -97,31 +98,28 @@ def test_the_depthwise_path_still_serves_finite_inputs(monkeypatch):
     real_forward = type(reference).forward
     monkeypatch.setattr(type(reference), "forward",
                         lambda self, *a: chosen.append(a[-1]) or real_forward(self, *a))
+    return chosen
+
+
+def test_the_depthwise_path_still_serves_finite_inputs(path_choices):
+    """The finiteness check only diverts non-finite calls: a finite x keeps the 4-tap path."""
     weight = bilinear_weight(CHANNELS, CHANNELS, 4)
     x = torch.randn(1, CHANNELS, 4, 4)
     fcnfast.upsample_crop_add(x, weight, 2, backend="reference")
     x[0, 0, 0, 0] = float("nan")
     fcnfast.upsample_crop_add(x, weight, 2, backend="reference", depthwise=True)
-    assert chosen == [True, False]
+    assert path_choices == [True, False]
 
 
-
-def test_finite_inputs_whose_sum_overflows_take_the_dense_path_and_stay_exact(monkeypatch):
+def test_finite_inputs_whose_sum_overflows_take_the_dense_path_and_stay_exact(path_choices):
     """The check is one sum: finite values summing past fp32's range (a false alarm) divert the
-    call to the dense path, which gives the same outputs; an ordinary x keeps the depthwise path."""
-    from fcnfast import backends
-
-    chosen = []
-    reference = backends.get("reference")
-    real_forward = type(reference).forward
-    monkeypatch.setattr(type(reference), "forward",
-                        lambda self, *a: chosen.append(a[-1]) or real_forward(self, *a))
+    call to the dense path, which gives the same outputs."""
     weight = bilinear_weight(CHANNELS, CHANNELS, 4)
     huge = torch.full((1, CHANNELS, 4, 4), 3e38)
     assert torch.isfinite(huge).all() and not torch.isfinite(huge.sum())
     got = fcnfast.upsample_crop_add(huge, weight, 2, backend="reference")
     want = F.conv_transpose2d(huge, weight, stride=2)
-    assert chosen == [False] and torch.isfinite(want).all()
+    assert path_choices == [False] and torch.isfinite(want).all()
     torch.testing.assert_close(got, want, rtol=1e-6, atol=0)
 
 @pytest.mark.gpu

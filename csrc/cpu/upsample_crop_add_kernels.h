@@ -323,6 +323,17 @@ void fwd_row_any(const FwdRowArgs<T>& a, const detail::FwdPlan<T>& p, int64_t W)
   }
 }
 
+// A forward task's image, group (channel when depthwise) and output rows [h0, h1).
+struct FwdTask {
+  int64_t n, grp, h0, h1;
+};
+template <class T>
+FCNFAST_AI FwdTask fwd_task_of(const detail::FwdPlan<T>& p, int64_t task) {
+  const int64_t per_n = p.ngroups * p.nhb;
+  const int64_t h0 = (task % p.nhb) * p.hb;
+  return FwdTask{task / per_n, (task % per_n) / p.nhb, h0, h0 + p.hb < p.g.H ? h0 + p.hb : p.g.H};
+}
+
 // Input rows [i_lo, i_lo + nrows) that output rows [h0, h1) read (tap ranges are monotone).
 template <class T>
 FCNFAST_AI void input_rows(const detail::FwdPlan<T>& p, int64_t h0, int64_t h1, int64_t* i_lo,
@@ -436,11 +447,8 @@ template <class T>
 void fwd_dw_task(const detail::FwdPlan<T>& p, int64_t task, T* scratch) {
   constexpr int V = detail::lanes<T>();
   const Geometry& g = p.g;
-  const int64_t per_n = g.Cout * p.nhb;
-  const int64_t n = task / per_n;
-  const int64_t c = (task % per_n) / p.nhb;
-  const int64_t h0 = (task % p.nhb) * p.hb;
-  const int64_t h1 = h0 + p.hb < g.H ? h0 + p.hb : g.H;
+  const FwdTask tk = fwd_task_of(p, task);
+  const int64_t n = tk.n, c = tk.grp, h0 = tk.h0, h1 = tk.h1;
   int64_t i_lo, nrows;
   input_rows(p, h0, h1, &i_lo, &nrows);
   T* xp = scratch;
@@ -501,11 +509,8 @@ void fwd_task(const detail::FwdPlan<T>& p, int64_t task, T* scratch) {
   if (fwd_dw_applies(p)) return fwd_dw_task(p, task, scratch);
   constexpr int V = detail::lanes<T>();
   const Geometry& g = p.g;
-  const int64_t per_n = p.ngroups * p.nhb;
-  const int64_t n = task / per_n;
-  const int64_t grp = (task % per_n) / p.nhb;
-  const int64_t h0 = (task % p.nhb) * p.hb;
-  const int64_t h1 = h0 + p.hb < g.H ? h0 + p.hb : g.H;
+  const FwdTask tk = fwd_task_of(p, task);
+  const int64_t n = tk.n, grp = tk.grp, h0 = tk.h0, h1 = tk.h1;
   const int64_t Tr = p.Tr, Tc = p.Tc, CW = p.CW, nch = p.nch, Wc = nch * CW, PV = p.P * V;
 
   int64_t i_lo, nrows;
