@@ -13,8 +13,9 @@ the least any implementation must do, timed side by side. ``extra_info`` holds m
 the output). Each provider's ``floor_ratio`` compares it with the write floor timed in alternation
 with it (``FLOOR_ROUNDS`` rounds in the same process, medians): on a CPU whose L3 holds the output,
 that floor moves by 2-3x between processes and even between tests (whether the allocator's block
-sits on huge pages), so only a floor timed beside the provider is a fair yardstick. On GPU a timed round is ``inner_calls`` calls followed by one synchronize. Rounds:
-at least --fcn-rounds, more for fast stages (about one second's worth, at most 200).
+sits on huge pages), so only a floor timed beside the provider is a fair yardstick.
+On GPU a timed round is ``inner_calls`` calls followed by one synchronize. Rounds: at least
+--fcn-rounds, more for fast stages (about one second's worth, at most 200).
 """
 
 import statistics

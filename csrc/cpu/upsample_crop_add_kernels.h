@@ -350,6 +350,18 @@ FCNFAST_AI void input_rows(const detail::FwdPlan<T>& p, int64_t h0, int64_t h1, 
   *nrows = hi >= lo ? hi - lo + 1 : 0;
 }
 
+// The skip window's row for output row h of channel co, at column 0 with stride 1: the skip
+// itself when its columns are contiguous, else a copy in buf (W elements); null without skip.
+template <class T>
+FCNFAST_AI const T* skip_row(const detail::FwdPlan<T>& p, int64_t n, int64_t co, int64_t h, T* buf) {
+  if (p.skip == nullptr) return nullptr;
+  const Geometry& g = p.g;
+  const T* s = p.skip + n * p.ss[0] + co * p.ss[1] + (g.sy + h) * p.ss[2] + g.sx * p.ss[3];
+  if (p.ss[3] == 1) return s;
+  for (int64_t w = 0; w < g.W; ++w) buf[w] = s[w * p.ss[3]];
+  return buf;
+}
+
 // Broadcast path: padded, per-slot shifted input rows XPt[row][t][ci][Wp] =
 // x[n, ci0 + ci, i_lo + row, k - padL - t] (zero outside the input); (row, slot, channel) is
 // the flat order of the taps.
@@ -473,16 +485,7 @@ void fwd_dw_task(const detail::FwdPlan<T>& p, int64_t task, T* scratch) {
     r.x = xp + (row.count > 0 ? (row.first - i_lo) * xp_row : 0) + p.bcj[0];
     r.w = w0 + row.wv;
     r.dst = p.out + ((n * g.Cout + c) * g.H + h) * g.W;
-    r.base = nullptr;
-    if (p.skip) {
-      const T* s = p.skip + n * p.ss[0] + c * p.ss[1] + (g.sy + h) * p.ss[2] + g.sx * p.ss[3];
-      if (p.ss[3] == 1) {
-        r.base = s;
-      } else {
-        for (int64_t w = 0; w < g.W; ++w) basebuf[w] = s[w * p.ss[3]];
-        r.base = basebuf;
-      }
-    }
+    r.base = skip_row(p, n, c, h, basebuf);
     switch (row.count * p.Tc) {
       case 0: fwd_dw_row<T, 0>(r, cols); break;
       case 1: fwd_dw_row<T, 1>(r, cols); break;
@@ -575,18 +578,7 @@ void fwd_task(const detail::FwdPlan<T>& p, int64_t task, T* scratch) {
         const int64_t co = co0 + c;
         a.bias[c] = p.bias ? p.bias[co] : T(0);
         a.dst[c] = p.out + ((n * g.Cout + co) * g.H + h) * g.W;
-        if (p.skip) {
-          const T* s = p.skip + n * p.ss[0] + co * p.ss[1] + (g.sy + h) * p.ss[2] + g.sx * p.ss[3];
-          if (p.ss[3] == 1) {
-            a.base[c] = s;
-          } else {
-            T* b = basebuf + (co - cog0) * Wc;
-            for (int64_t w = 0; w < g.W; ++w) b[w] = s[w * p.ss[3]];
-            a.base[c] = b;
-          }
-        } else {
-          a.base[c] = nullptr;
-        }
+        a.base[c] = skip_row(p, n, co, h, basebuf + (co - cog0) * Wc);
       }
       if (p.depthwise)
         fwd_row_any<T, 1, 8>(a, p, g.W);
