@@ -18,14 +18,13 @@ On GPU a timed round is ``inner_calls`` calls followed by one synchronize. Round
 --fcn-rounds, more for fast stages (about one second's worth, at most 200).
 """
 
-import statistics
 import time
 
 import pytest
 import torch
 
 from fcnfast import backends, upsample_crop_add
-from fcnfast.benchmark import DTYPES, device_name, head_stage_shapes, size_label, sync
+from fcnfast.benchmark import DTYPES, alternating_medians, device_name, head_stage_shapes, size_label, sync
 from fcnfast.reference import bilinear_weight, upsample_crop_add_reference
 
 NUM_CLASSES = 21
@@ -99,7 +98,9 @@ def test_stage(benchmark, stage, size, batch, weights, dtype_name, stage_provide
         benchmark.pedantic(run, rounds=rounds, warmup_rounds=2, iterations=1)
         floor_ratio = None
         if stage_provider not in (WRITE_FLOOR, "reference"):
-            mine, floor = _alternate(run, lambda: run(write_floor), FLOOR_ROUNDS, max(1, min(20, rounds // 4)))
+            medians = alternating_medians({"mine": run, "floor": lambda: run(write_floor)}, FLOOR_ROUNDS,
+                                          max(1, min(20, rounds // 4)))
+            mine, floor = medians["mine"], medians["floor"]
             floor_ratio = {"ratio": mine / floor, "ms_per_call": mine / bench_inner * 1e3,
                            "floor_ms_per_call": floor / bench_inner * 1e3, "rounds": FLOOR_ROUNDS}
 
@@ -113,19 +114,3 @@ def test_stage(benchmark, stage, size, batch, weights, dtype_name, stage_provide
         kernel=st["kernel"], stride=list(st["stride"]), bytes=moved, inner_calls=bench_inner,
         ms_per_call=per_call * 1e3, gbps=moved / per_call / 1e9, max_abs_err=err, floor_ratio=floor_ratio,
     )
-
-
-def _alternate(first, second, rounds: int, reps: int):
-    """Median seconds of one call of ``first`` and of ``second``, timed in alternating rounds of
-    ``reps`` calls each (each round's median), so that both see the same machine state."""
-    times = ([], [])
-    for _ in range(rounds):
-        for fn, out in zip((first, second), times):
-            fn()
-            per = []
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                fn()
-                per.append(time.perf_counter() - t0)
-            out.append(statistics.median(per))
-    return statistics.median(times[0]), statistics.median(times[1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -12,6 +13,37 @@ from fcnfast.geometry import full_transposed_size
 from fcnfast.reference import bilinear_weight, upsample_crop_add_reference
 
 INTERPRETED = triton_interpreted()
+
+
+def cpu_isas():
+    """Instruction sets of the C++ kernels this CPU runs (generic, avx2, avx512); [] without them."""
+    try:
+        from fcnfast import _C
+    except ImportError:
+        return []
+    return list(_C.available_isas())
+
+
+@contextmanager
+def use_cpu_isa(name: str):
+    """Run the C++ kernels with instruction set ``name`` inside the block (process-wide)."""
+    from fcnfast import _C
+
+    before = _C.current_isa()
+    _C.set_isa(name)
+    try:
+        yield
+    finally:
+        _C.set_isa(before)
+
+
+def rank1_filters(weight: torch.Tensor) -> bool:
+    """Whether the C++ depthwise task takes its rank-1 path for this channel-diagonal weight."""
+    from fcnfast import _C
+    from fcnfast.backends._abi import DTYPE_CODES
+
+    filters = torch.stack([weight[c, c] for c in range(weight.shape[0])]).contiguous()
+    return _C.rank1_filters(DTYPE_CODES[filters.dtype], filters.data_ptr(), *filters.shape)
 
 # Error floors (relative to the output's magnitude) added to the 2x-of-PyTorch rule.
 FLOORS = {torch.float64: 1e-12, torch.float32: 2e-6, torch.float16: 1e-3, torch.bfloat16: 8e-3}

@@ -11,7 +11,7 @@ import fcnfast
 from fcnfast.reference import bilinear_weight, upsample_crop_add_reference
 
 from conftest import backend_device_params, gpu_backends
-from op_cases import INTERPRETED, Case, assert_matches_reference, make_inputs
+from op_cases import INTERPRETED, Case, assert_matches_reference, cpu_isas, make_inputs, rank1_filters, use_cpu_isa
 
 CASES = [
     # FCN head stages in miniature: k = 2s, Caffe offsets.
@@ -137,22 +137,25 @@ def _fuzz(backend, case, layout, seed):
 
 
 @pytest.mark.skipif(not _runs("cpp", torch.float32, "cpu"), reason="cpp backend not available")
+@pytest.mark.parametrize("isa", cpu_isas())
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(random_calls())
-def test_fuzz_cpp(call):
-    _fuzz("cpp", *call)
+@given(call=random_calls())
+def test_fuzz_cpp(isa, call):
+    with use_cpu_isa(isa):
+        _fuzz("cpp", *call)
 
 
 @st.composite
 def random_depthwise_calls(draw, max_out=40):
-    """Channel-diagonal weights (random, separable or FCN's bilinear) forced onto the depthwise
-    path, over the strides whose vectors each read one input column per tap (8 in fp32, 4 in
-    fp64: the CPU's dedicated depthwise rows) and others; windows shifted by every phase, down
+    """Channel-diagonal weights (random, exactly rank-1, rank-1 up to rounding, or FCN's
+    bilinear) forced onto the depthwise path, over the strides whose vectors each read one input
+    column per tap (8 in fp32, 4 in fp64: the CPU's dedicated depthwise rows, and their
+    separable form for exactly rank-1 filters) and others; windows shifted by every phase, down
     to one column, so both partial vectors at a row's ends are exercised."""
     dtype = draw(st.sampled_from([torch.float32, torch.float64]))
     s = draw(st.sampled_from([8 if dtype == torch.float32 else 4, 2, 3, 16]))
     k = draw(st.sampled_from([2 * s, s, s + 1, 2 * s - 3]))
-    kind = draw(st.sampled_from(["diagonal", "bilinear", "separable"]))
+    kind = draw(st.sampled_from(["diagonal", "bilinear", "rank1", "rank1-rounded"]))
     Hin, Win = draw(st.integers(1, 6)), draw(st.integers(1, 6))
     full = ((Hin - 1) * s + k, (Win - 1) * s + k)
     oy, ox = draw(st.integers(0, full[0] - 1)), draw(st.integers(0, full[1] - 1))
@@ -166,20 +169,40 @@ def random_depthwise_calls(draw, max_out=40):
     return case, kind, dtype, layout, draw(st.integers(0, 2**16))
 
 
+def _rank1_weight(case, dtype, seed, exact):
+    """Channel-diagonal outer(a, b) filters. Exact: eighths, with b's largest entry +-1, so the
+    products are exact and the filters factor bit for bit; else outer products of random floats,
+    rounded to ``dtype`` (rank-1 only up to rounding)."""
+    g = torch.Generator().manual_seed(seed)
+    weight = torch.zeros(case.Cin, case.Cout, *case.k, dtype=dtype)
+    for c in range(case.Cin):
+        if exact:
+            a = torch.randint(-8, 9, (case.k[0],), generator=g).to(dtype) / 8
+            b = torch.randint(-8, 9, (case.k[1],), generator=g).to(dtype) / 8
+            b[int(torch.randint(case.k[1], (1,), generator=g))] = 1.0
+        else:
+            a, b = torch.randn(2, case.k[0], generator=g, dtype=torch.float64)
+        weight[c, c] = torch.outer(a, b).to(dtype)
+    return weight
+
+
 @pytest.mark.skipif(not _runs("cpp", torch.float32, "cpu"), reason="cpp backend not available")
+@pytest.mark.parametrize("isa", cpu_isas())
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(random_depthwise_calls())
-def test_fuzz_cpp_depthwise(call):
+@given(call=random_depthwise_calls())
+def test_fuzz_cpp_depthwise(isa, call):
     case, kind, dtype, layout, seed = call
     x, weight, kw = make_inputs(case, dtype, layout=layout, seed=seed)
-    if kind == "separable":  # a rank-1 filter per channel: outer(a, b) with random a, b
-        g = torch.Generator().manual_seed(seed)
-        weight = torch.zeros_like(weight)
-        for c in range(case.Cin):
-            a, b = torch.randn(2, case.k[0], generator=g, dtype=torch.float64).to(dtype)
-            weight[c, c] = torch.outer(a, b)
-    out = fcnfast.upsample_crop_add(x, weight, case.s, depthwise=True, backend="cpp", **kw)
-    assert_matches_reference(out, x, weight, case.s, kw, what=f"cpp depthwise {kind} {case.id} {layout} {dtype}")
+    if kind.startswith("rank1"):
+        weight = _rank1_weight(case, dtype, seed, exact=kind == "rank1")
+    # Exactly rank-1 filters take the separable rows where the set has them; FCN's bilinear
+    # ones are (k = 2s, s a power of two: their taps are odd multiples of 1/2s).
+    s = case.s[0]
+    if kind == "rank1" or (kind == "bilinear" and case.k[0] == 2 * s and s & (s - 1) == 0):
+        assert rank1_filters(weight)
+    with use_cpu_isa(isa):
+        out = fcnfast.upsample_crop_add(x, weight, case.s, depthwise=True, backend="cpp", **kw)
+    assert_matches_reference(out, x, weight, case.s, kw, what=f"cpp[{isa}] depthwise {kind} {case.id} {layout} {dtype}")
 
 
 @pytest.mark.gpu

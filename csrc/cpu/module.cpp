@@ -17,6 +17,20 @@ PYBIND11_MODULE(_C, m) {
     d["dtypes"] = std::vector<std::string>{"float32", "float64"};
     return d;
   });
+  m.def("available_isas", &cpu::available_isas,
+        "Instruction sets of the C++ kernels this CPU runs, in order of preference");
+  m.def("current_isa", &cpu::current_isa_name, "The instruction set the C++ kernels use now");
+  m.def("set_isa", &cpu::set_isa, py::arg("name"),
+        "Switch the C++ kernels to an instruction set of available_isas() (tests compare them)");
+  m.def(
+      "rank1_filters",
+      [](int dtype, std::uintptr_t filters, int64_t channels, int64_t kh, int64_t kw) {
+        check_dtype_code(dtype);
+        return cpu::rank1_filters(dtype, cptr(filters), channels, kh, kw);
+      },
+      py::arg("dtype"), py::arg("filters"), py::arg("channels"), py::arg("kh"), py::arg("kw"),
+      "Whether the depthwise task takes its rank-1 path for these C contiguous kh x kw filters "
+      "(each the outer product of two vectors, bit for bit)");
   m.def(
       "tap_range",
       [](int64_t o, int64_t k, int64_t s, int64_t in_size) {

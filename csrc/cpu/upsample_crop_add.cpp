@@ -2,10 +2,10 @@
 //
 // Layout:
 //  - upsample_crop_add_plan.h: plans (everything a task needs, built once per call).
-//  - upsample_crop_add_kernels.h: the task bodies, compiled twice: here for the build's
-//    -march (x86-64-v2 on x86), and in upsample_crop_add_avx2.cpp for AVX2+FMA (GCC on
-//    x86-64); the AVX2 set is used when the CPU has it (FCNFAST_CPU_ISA=generic forces the
-//    generic set, for testing).
+//  - upsample_crop_add_kernels.h: the task bodies, compiled three times: here for the
+//    build's -march (x86-64-v2 on x86), in upsample_crop_add_avx2.cpp for AVX2+FMA and in
+//    upsample_crop_add_avx512.cpp for AVX-512 (GCC on x86-64); the best set the CPU runs is
+//    used (FCNFAST_CPU_ISA=generic|avx2 caps it; set_isa switches, for tests).
 //  - this file: the per-thread arena and the entry points. Each entry point plans the call,
 //    fills the per-call tables (column taps from tap_range; weights re-laid out), then runs
 //    one OpenMP parallel region: a static loop that fills the weight vectors / padded
@@ -19,6 +19,8 @@
 // grad_w. Threads: torch's count, capped at one per ~256K multiply-adds. Accumulation is in
 // the tensor dtype (fp32 for fp32, fp64 for fp64).
 #include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -27,6 +29,7 @@
 #include <numeric>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "fcnfast/index_math.h"
 #include "fcnfast/upsample_crop_add.h"
@@ -119,32 +122,104 @@ namespace {
 using detail::ceil_div;
 using detail::round_up;
 
-enum class Isa { kGeneric, kAvx2 };
+// In order of preference; names as FCNFAST_CPU_ISA and set_isa spell them.
+enum class Isa { kGeneric = 0, kAvx2 = 1, kAvx512 = 2 };
+const char* const kIsaNames[] = {"generic", "avx2", "avx512"};
 
-Isa detect_isa() {
-  const char* env = std::getenv("FCNFAST_CPU_ISA");
-  if (env != nullptr && std::string(env) == "generic") return Isa::kGeneric;
+bool isa_runs(Isa isa) {
+  if (isa == Isa::kGeneric) return true;
 #if FCNFAST_X86_DISPATCH
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (isa == Isa::kAvx2) return avx2;
+  return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+#else
+  return false;
 #endif
-  return Isa::kGeneric;
 }
 
+Isa isa_named(const std::string& name) {
+  for (int i = 0; i < 3; ++i)
+    if (name == kIsaNames[i]) return static_cast<Isa>(i);
+  throw std::invalid_argument("fcnfast C++ kernels: unknown instruction set '" + name +
+                              "'; choose generic, avx2 or avx512");
+}
+
+// The best set this CPU runs, at most FCNFAST_CPU_ISA's.
+Isa detect_isa() {
+  const char* env = std::getenv("FCNFAST_CPU_ISA");
+  int best = env != nullptr && *env != 0 ? static_cast<int>(isa_named(env)) : 2;
+  while (best > 0 && !isa_runs(static_cast<Isa>(best))) --best;
+  return static_cast<Isa>(best);
+}
+
+std::atomic<int> g_isa{-1};  // -1: not chosen yet
+
 Isa current_isa() {
-  static const Isa isa = detect_isa();
-  return isa;
+  int v = g_isa.load(std::memory_order_relaxed);
+  if (v < 0) {
+    v = static_cast<int>(detect_isa());
+    g_isa.store(v, std::memory_order_relaxed);
+  }
+  return static_cast<Isa>(v);
 }
 
 template <class T>
 detail::Kernels<T> kernels_for_cpu() {
   constexpr bool f32 = sizeof(T) == 4;
 #if FCNFAST_X86_DISPATCH
-  if (current_isa() == Isa::kAvx2) {
-    if constexpr (f32) return isa_avx2::kernels_f32(); else return isa_avx2::kernels_f64();
+  switch (current_isa()) {
+    case Isa::kAvx512:
+      if constexpr (f32) return isa_avx512::kernels_f32(); else return isa_avx512::kernels_f64();
+    case Isa::kAvx2:
+      if constexpr (f32) return isa_avx2::kernels_f32(); else return isa_avx2::kernels_f64();
+    default:
+      break;
   }
 #endif
   if constexpr (f32) return isa_generic::kernels_f32(); else return isa_generic::kernels_f64();
+}
+
+// Exact rank-1 factors of one kh x kw filter K: a (kh) and b (kw) with a[y] * b[x] == K[y][x]
+// in T for every entry, or false. Candidates split the largest entry m = K[p][q]: by sqrt|m|
+// (exact for symmetric filters such as bilinear ones, where m is a square), or wholly into
+// a or b; the first whose products reproduce K is kept. A zero filter factors as zeros.
+template <class T>
+bool rank1_factors(const T* K, int64_t kh, int64_t kw, T* a, T* b) {
+  int64_t p = 0, q = 0;
+  for (int64_t y = 0; y < kh; ++y)
+    for (int64_t x = 0; x < kw; ++x)
+      if (std::fabs(K[y * kw + x]) > std::fabs(K[p * kw + q])) p = y, q = x;
+  const T m = K[p * kw + q];
+  if (!std::isfinite(m)) return false;
+  if (m == T(0)) {
+    std::fill(a, a + kh, T(0));
+    std::fill(b, b + kw, T(0));
+    return true;
+  }
+  const T root = std::sqrt(std::fabs(m));
+  const T split[3][2] = {{root, m / root}, {T(1), m}, {m, T(1)}};  // a = column / d, b = row / e
+  for (const auto& de : split) {
+    for (int64_t y = 0; y < kh; ++y) a[y] = K[y * kw + q] / de[0];
+    for (int64_t x = 0; x < kw; ++x) b[x] = K[p * kw + x] / de[1];
+    bool exact = true;
+    for (int64_t y = 0; y < kh && exact; ++y)
+      for (int64_t x = 0; x < kw && exact; ++x) exact = a[y] * b[x] == K[y * kw + x];
+    if (exact) return true;
+  }
+  return false;
+}
+
+// Factors of every channel's filter: weight[c][c] of a (C, C, kh, kw) weight (diagonal) or
+// weight[c] of C packed filters; false (a, b unspecified) when one does not factor.
+template <class T>
+bool rank1_channels(const T* weight, int64_t C, int64_t kh, int64_t kw, bool diagonal, T* a,
+                    T* b) {
+  for (int64_t c = 0; c < C; ++c) {
+    const T* K = weight + (diagonal ? (c * C + c) : c) * kh * kw;
+    if (!rank1_factors(K, kh, kw, a + c * kh, b + c * kw)) return false;
+  }
+  return true;
 }
 
 // Asks Linux to back the 2 MB-aligned part of a large output with huge pages. The output is
@@ -258,8 +333,7 @@ void fwd_impl(const Geometry& g, const T* x, const int64_t* x_strides, const T* 
 
   int64_t *jtab1, *bcj, *bcph;
   detail::FwdRow* rows;
-  T* wvec;
-  T* scr;
+  T *wvec, *scr, *sep_a, *sep_b;
   detail::Carver carve;
   carve.reserve(&jtab1, p.Tc * Wc);
   carve.reserve(&rows, g.H);
@@ -267,7 +341,10 @@ void fwd_impl(const Geometry& g, const T* x, const int64_t* x_strides, const T* 
   carve.reserve(&bcph, p.U);
   carve.reserve(&wvec, nvec * p.P * V);
   carve.reserve(&scr, scratch * nt);
+  carve.reserve(&sep_a, depthwise ? g.Cout * g.kh : 0);
+  carve.reserve(&sep_b, depthwise ? g.Cout * g.kw : 0);
   carve.commit(detail::arena());
+  p.sep_a = p.sep_b = nullptr;
 
   // Column taps (shared index math): slot t = kx / sw of each tap of output column w.
   for (int64_t e = 0; e < p.Tc * Wc; ++e) jtab1[e] = 0;
@@ -285,7 +362,8 @@ void fwd_impl(const Geometry& g, const T* x, const int64_t* x_strides, const T* 
     const TapRange tr = tap_range(g.oy + h, g.kh, g.sh, g.Hin);
     const int64_t phy = tr.count > 0 ? tr.k0 % g.sh : 0;
     const int64_t rslot0 = tr.count > 0 ? p.Tr - 1 - tr.k0 / g.sh : 0;
-    rows[h] = detail::FwdRow{tr.first, tr.count, (phy * g.Cout * p.Tr + rslot0) * p.Tc * nci * p.P * V};
+    rows[h] = detail::FwdRow{tr.first, tr.count, (phy * g.Cout * p.Tr + rslot0) * p.Tc * nci * p.P * V,
+                             tr.k0};
   }
   p.rows = rows;
   // Broadcast tables, from the same column taps: every tap (j, slot t) of every column of
@@ -315,6 +393,13 @@ void fwd_impl(const Geometry& g, const T* x, const int64_t* x_strides, const T* 
   if (p.bc && p.P == 1)  // unit stride between consecutive vectors' columns, relied upon
     for (int64_t u = 0; u + 1 < p.U; ++u)
       if (bcj[u + 1] != bcj[u] + 1) p.bc = false;
+  // Rank-1 filters (FCN's bilinear ones): the depthwise task sums input rows first, two
+  // multiply-adds per output instead of four (k <= 2s: up to two column slots).
+  if (k.rank1_dw && depthwise && p.bc && p.P == 1 && p.Tr * p.Tc <= 4 && p.Tc <= 2 &&
+      rank1_channels(weight, g.Cout, g.kh, g.kw, true, sep_a, sep_b)) {
+    p.sep_a = sep_a;
+    p.sep_b = sep_b;
+  }
 
   // Weight vectors, e = (((phy * Cout + co) * Tr + rslot) * Tc + t) * Cin' + ci': kernel row
   // ky = phy + (Tr - 1 - rslot) * sh (the order in which tap_range lists a row's taps);
@@ -519,6 +604,38 @@ void upsample_crop_add_bwd_weight(const Geometry& g, int dtype, const void* x,
                                      static_cast<double*>(grad_w), num_threads);
     default:
       bad_dtype(dtype, "upsample_crop_add_bwd_weight");
+  }
+}
+
+std::vector<std::string> available_isas() {
+  std::vector<std::string> names;
+  for (int i = 0; i < 3; ++i)
+    if (isa_runs(static_cast<Isa>(i))) names.push_back(kIsaNames[i]);
+  return names;
+}
+
+std::string current_isa_name() { return kIsaNames[static_cast<int>(current_isa())]; }
+
+void set_isa(const std::string& name) {
+  const Isa isa = isa_named(name);
+  if (!isa_runs(isa))
+    throw std::invalid_argument("fcnfast C++ kernels: this CPU cannot run instruction set '" +
+                                name + "'");
+  g_isa.store(static_cast<int>(isa), std::memory_order_relaxed);
+}
+
+bool rank1_filters(int dtype, const void* filters, int64_t C, int64_t kh, int64_t kw) {
+  switch (dtype) {
+    case kFloat32: {
+      std::vector<float> a(C * kh), b(C * kw);
+      return rank1_channels(static_cast<const float*>(filters), C, kh, kw, false, a.data(), b.data());
+    }
+    case kFloat64: {
+      std::vector<double> a(C * kh), b(C * kw);
+      return rank1_channels(static_cast<const double*>(filters), C, kh, kw, false, a.data(), b.data());
+    }
+    default:
+      bad_dtype(dtype, "rank1_filters");
   }
 }
 

@@ -1,8 +1,8 @@
 // Per-task kernel bodies of the C++ CPU upsample_crop_add (no OpenMP, no allocation here).
 //
 // This file is deliberately NOT include-guarded: csrc/cpu/upsample_crop_add.cpp includes it
-// once per instruction set, inside a namespace (isa_generic, isa_avx2) and, for AVX2, under
-// `#pragma GCC target("avx2,fma")`, then picks one set at run time. It relies on the plan
+// once per instruction set, inside a namespace (isa_generic, isa_avx2, isa_avx512) and, for
+// the x86 sets, under `#pragma GCC target(..)`, then picks one set at run time. It relies on the plan
 // structs and includes of that .cpp; it must not include system headers itself.
 //
 // Vectors are GCC vector extensions of 32 bytes (V = 8 floats / 4 doubles); on the generic
@@ -863,6 +863,7 @@ detail::Kernels<T> kernels() {
   k.bx_nj = kBxNJ;
   k.bwd_input = &bwd_input_task<T>;
   k.bwd_weight = &bwd_weight_task<T>;
+  k.rank1_dw = false;
   return k;
 }
 

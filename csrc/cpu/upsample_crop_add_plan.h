@@ -1,14 +1,16 @@
 // Internal to the C++ CPU kernels of upsample_crop_add: the per-call plans shared by the
 // dispatcher (upsample_crop_add.cpp) and the per-instruction-set task bodies
-// (upsample_crop_add_kernels.h, compiled in upsample_crop_add.cpp for the generic target
-// and in upsample_crop_add_avx2.cpp for AVX2+FMA, so the two compile in parallel).
+// (upsample_crop_add_kernels.h, compiled in upsample_crop_add.cpp for the generic target,
+// in upsample_crop_add_avx2.cpp for AVX2+FMA and in upsample_crop_add_avx512.cpp for
+// AVX-512, so the three compile in parallel).
 #pragma once
 #include <cstddef>
 #include <cstdint>
 
 #include "fcnfast/index_math.h"
 
-// AVX2+FMA kernels next to the generic ones: GCC on x86-64 (clang takes the generic set).
+// AVX2+FMA and AVX-512 kernels next to the generic ones: GCC on x86-64 (clang takes the
+// generic set).
 #if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__) && !defined(__clang__)
 #define FCNFAST_X86_DISPATCH 1
 #else
@@ -32,9 +34,10 @@ inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 // One output row's taps, resolved once per call (two integer divisions each, which per
 // (channel, row) cost as much as a depthwise row's arithmetic at small sizes): input rows
 // [first, first + count), and `wv`, the offset in wvec of its first weight vector for output
-// channel 0 (add co * Tr * Tc * Cin' * P * V for channel co).
+// channel 0 (add co * Tr * Tc * Cin' * P * V for channel co), and `k0`, the kernel row of
+// its first tap (tap r has kernel row k0 - r * sh).
 struct FwdRow {
-  int64_t first, count, wv;
+  int64_t first, count, wv, k0;
 };
 
 template <class T>
@@ -67,6 +70,12 @@ struct FwdPlan {
   const int64_t* bcj;    // [U]: padded input column of vector u's slot-0 tap
   const int64_t* bcph;   // [U]: its weight phase offset (m * V)
   int64_t Wp, padL;      // padded input row length, left padding
+  // Exact rank-1 factors of every channel's filter, for a depthwise broadcast plan whose set
+  // has a separable task (Kernels::rank1_dw; null otherwise): weight[c][c][ky][kx] ==
+  // sep_a[c][ky] * sep_b[c][kx] bit for bit, so a row sums its input rows first
+  // (t = sum_r a_r x_r) and each output takes Tc multiply-adds instead of Tr * Tc.
+  const T* sep_a;        // [Cout][kh]
+  const T* sep_b;        // [Cout][kw]
 };
 
 // Backward: grad_out rows are read through zero-padded copies GP[row][p], p = j*sw + kx,
@@ -109,6 +118,7 @@ struct Kernels {
   int bx_nj;     // input columns per dense input-gradient tile
   void (*bwd_input)(const BwdInPlan<T>&, int64_t, T*);
   void (*bwd_weight)(const BwdWPlan<T>&, int64_t, T*);
+  bool rank1_dw;  // fwd serves plans with sep_a (the AVX-512 set); fwd_impl factors only then
 };
 
 }  // namespace detail
@@ -123,6 +133,10 @@ namespace isa_avx2 {
 detail::Kernels<float> kernels_f32();
 detail::Kernels<double> kernels_f64();
 }  // namespace isa_avx2
+namespace isa_avx512 {
+detail::Kernels<float> kernels_f32();
+detail::Kernels<double> kernels_f64();
+}  // namespace isa_avx512
 #endif
 
 }  // namespace cpu

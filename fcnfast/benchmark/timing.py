@@ -5,8 +5,9 @@ GPU: CUDA events around each call, after a synchronize; CPU: ``time.perf_counter
 
 from __future__ import annotations
 
+import statistics
 import time
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import torch
 
@@ -46,6 +47,23 @@ def time_fn_with_output(fn: Callable[[], object], runs: int, warmup: int, device
         if first is None:
             first = out
     return times, first
+
+
+def alternating_medians(calls: Dict[str, Callable[[], object]], rounds: int, reps: int) -> Dict[str, float]:
+    """Median seconds per call of each of ``calls``, timed in ``rounds`` rounds that run every
+    entry in turn (one untimed call, then ``reps`` timed ones; each round's median), so that all
+    entries see the same machine state. Host timer: a GPU callable must synchronize itself."""
+    times: Dict[str, List[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, fn in calls.items():
+            fn()
+            per = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                fn()
+                per.append(time.perf_counter() - t0)
+            times[name].append(statistics.median(per))
+    return {name: statistics.median(v) for name, v in times.items()}
 
 
 def summarize(times: Sequence[float], batch: int) -> dict:

@@ -17,6 +17,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "fcnfast/index_math.h"
 
@@ -39,6 +40,16 @@ void upsample_crop_add_bwd_weight(const Geometry& g, int dtype, const void* x,
 
 bool has_openmp();
 int max_threads();
+
+// Instruction sets of the task bodies: "generic", "avx2", "avx512". The first call picks the
+// best this CPU runs, at most FCNFAST_CPU_ISA if set; set_isa switches (tests compare sets).
+std::vector<std::string> available_isas();
+std::string current_isa_name();
+void set_isa(const std::string& name);  // std::invalid_argument if unknown or not runnable here
+
+// Whether the depthwise task computes these filters (C of kh x kw, dtype code) through exact
+// rank-1 factors: every filter equals the outer product of two vectors bit for bit.
+bool rank1_filters(int dtype, const void* filters, int64_t C, int64_t kh, int64_t kw);
 
 }  // namespace cpu
 

@@ -1,0 +1,79 @@
+"""The C++ kernels' instruction sets side by side on FCN-8s' head stages (CPU).
+
+For each stage (bilinear filters, so the depthwise path) and each instruction set this CPU runs
+(``fcnfast._C.available_isas()``), times the fused op in alternation with the other sets and
+with the write floor (allocating and filling the stage's output), in one process, and prints
+medians and ratios. ``-o`` writes them as JSON.
+
+    python benchmarks/cpu_isas.py --size 500 --batch 1 -o benchmarks/results/cpu-amd-epyc/cpu_isas-500-b1.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+import fcnfast
+from fcnfast import _C
+from fcnfast.benchmark import alternating_medians, environment, head_stage_shapes
+from fcnfast.reference import bilinear_weight
+
+NUM_CLASSES = 21
+FLOOR = "write-floor"
+
+
+def stage_call(stage: str, size: int, batch: int):
+    """(op, floor) closures for one FCN-8s head stage with bilinear filters."""
+    st = next(s for s in head_stage_shapes("fcn8s", (size, size), batch, NUM_CLASSES) if s["name"] == stage)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(st["x_shape"], generator=gen)
+    skip = None if st["skip_shape"] is None else torch.randn(st["skip_shape"], generator=gen)
+    weight = bilinear_weight(NUM_CLASSES, NUM_CLASSES, st["kernel"])
+
+    def op():
+        return fcnfast.upsample_crop_add(x, weight, st["stride"], offset=st["offset"], size=st["size"], skip=skip,
+                                         skip_offset=st["skip_offset"], depthwise=True, backend="cpp")
+
+    out_shape = op().shape
+    return op, lambda: torch.empty(out_shape).fill_(1.0)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=500, help="input height = width (default 500)")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=15, help="alternating rounds (default 15)")
+    parser.add_argument("--reps", type=int, default=20, help="timed calls per entry and round (default 20)")
+    parser.add_argument("-o", "--output", help="write the results as JSON here")
+    args = parser.parse_args(argv)
+
+    isas = list(_C.available_isas())
+    before = _C.current_isa()
+    results = {"isas": isas, "default_isa": before, "size": args.size, "batch": args.batch, "rounds": args.rounds,
+               "reps": args.reps, "environment": environment("cpu"), "stages": {}}
+    try:
+        with torch.inference_mode():
+            for stage in ("upscore2", "upscore_pool4", "upscore8"):
+                op, floor = stage_call(stage, args.size, args.batch)
+                calls = {isa: (lambda isa=isa: (_C.set_isa(isa), op())) for isa in isas}
+                calls[FLOOR] = floor
+                ms = {k: v * 1e3 for k, v in alternating_medians(calls, args.rounds, args.reps).items()}
+                results["stages"][stage] = {
+                    "ms_per_call": ms,
+                    "x_floor": {isa: ms[isa] / ms[FLOOR] for isa in isas},
+                    "x_generic": {isa: ms[isa] / ms["generic"] for isa in isas},
+                }
+                cells = "  ".join(f"{isa} {ms[isa]:.3f} ms ({ms[isa] / ms[FLOOR]:.2f}x floor)" for isa in isas)
+                print(f"{stage:14s} b{args.batch} {args.size}: {cells}  floor {ms[FLOOR]:.3f} ms")
+    finally:
+        _C.set_isa(before)
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(results, f, indent=1)
+    return results
+
+
+if __name__ == "__main__":
+    main()

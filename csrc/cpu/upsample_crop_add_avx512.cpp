@@ -1,0 +1,228 @@
+// AVX-512 build of the C++ CPU upsample_crop_add task bodies (see upsample_crop_add.cpp, which
+// picks these at run time when the CPU has AVX-512F and VL). The shared tasks keep their
+// 32-byte vectors (the plans are common to all sets). What this set adds is the separable
+// depthwise task below, for FCN's bilinear heads. A separate translation unit so that ninja
+// compiles it in parallel with the other sets.
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "upsample_crop_add_plan.h"
+
+#if defined(__GNUC__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+// GCC 12's _mm512_permutexvar_ps passes an undefined vector as the (unused) merge source.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#if FCNFAST_X86_DISPATCH
+#pragma GCC target("avx512f,avx512vl,avx2,fma")
+namespace fcnfast {
+namespace cpu {
+namespace isa_avx512 {
+constexpr int kFwdNW = 4;  // as AVX2: 3 channels x 4 vectors of 32 bytes
+constexpr int kFwdCB = 3;
+constexpr int kBxNJ = 4;
+constexpr int kBwPairs = 4;
+#include "upsample_crop_add_kernels.h"
+static_assert(kFwdCB <= detail::kMaxCB && kFwdNW <= detail::kMaxNW, "tile bounds");
+
+#define FCNFAST_ZI inline __attribute__((always_inline))
+
+// ------------------------------------------------------------------------------------------
+// Separable depthwise task: depthwise broadcast plans (fwd_dw_applies) whose filters are
+// exactly rank-1 (p.sep_a, p.sep_b; FCN-8s' bilinear upscore8 in fp32, stride 8 = V).
+//
+// Output row h of channel c reads input rows x_r (r < NR taps, vertical factors a_r) and
+// column slots s < NC (column factor vectors B_s). With t[k] = sum_r a_r * x_r[k] on the
+// slot-0 padded rows, the V-column vector u is
+//   out(u) = skip + bias + t[j + u] * B_0 + t[j + u - 1] * B_1      (NC = 2)
+// i.e. NR + NC multiply-adds per vector instead of the 4-tap rows' NR * NC. One zmm holds
+// vectors u and u + 1 (2V columns): t comes from one load of each x_r at j + u - NC + 1 and
+// is formed in registers (a t row written to memory and read back waited behind the output
+// stores in the store queue), then each slot's lanes are one vpermps of it. Rows start and
+// end mid-vector (ws = -(ox % V)): the first and last zmm of a row use masked loads and
+// stores, so no lane outside [0, W) is touched and no partial vector goes through memory.
+//
+// Summation order per output: (skip + bias), then slot 0, then slot 1, with t = a_0 x_0 then
+// + a_1 x_1: fixed, so results do not depend on the thread count (they differ in the last
+// bits from the 4-tap rows, which add the taps in another order).
+
+template <class T>
+struct Zmm;
+template <>
+struct Zmm<float> {
+  typedef __m512 v;
+  typedef __mmask16 mask;
+  static FCNFAST_ZI v set1(float s) { return _mm512_set1_ps(s); }
+  static FCNFAST_ZI v load(const float* p) { return _mm512_loadu_ps(p); }
+  static FCNFAST_ZI v load(mask m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
+  static FCNFAST_ZI void store(float* p, v x) { _mm512_storeu_ps(p, x); }
+  static FCNFAST_ZI void store(float* p, mask m, v x) { _mm512_mask_storeu_ps(p, m, x); }
+  static FCNFAST_ZI v perm(__m512i i, v x) { return _mm512_permutexvar_ps(i, x); }
+  static FCNFAST_ZI v fma(v a, v b, v c) { return _mm512_fmadd_ps(a, b, c); }
+  static FCNFAST_ZI v mul(v a, v b) { return _mm512_mul_ps(a, b); }
+  static FCNFAST_ZI v add(v a, v b) { return _mm512_add_ps(a, b); }
+  static __m512i index(const int* e) {  // 16 lane indices
+    return _mm512_set_epi32(e[15], e[14], e[13], e[12], e[11], e[10], e[9], e[8], e[7], e[6],
+                            e[5], e[4], e[3], e[2], e[1], e[0]);
+  }
+};
+template <>
+struct Zmm<double> {
+  typedef __m512d v;
+  typedef __mmask8 mask;
+  static FCNFAST_ZI v set1(double s) { return _mm512_set1_pd(s); }
+  static FCNFAST_ZI v load(const double* p) { return _mm512_loadu_pd(p); }
+  static FCNFAST_ZI v load(mask m, const double* p) { return _mm512_maskz_loadu_pd(m, p); }
+  static FCNFAST_ZI void store(double* p, v x) { _mm512_storeu_pd(p, x); }
+  static FCNFAST_ZI void store(double* p, mask m, v x) { _mm512_mask_storeu_pd(p, m, x); }
+  static FCNFAST_ZI v perm(__m512i i, v x) { return _mm512_permutexvar_pd(i, x); }
+  static FCNFAST_ZI v fma(v a, v b, v c) { return _mm512_fmadd_pd(a, b, c); }
+  static FCNFAST_ZI v mul(v a, v b) { return _mm512_mul_pd(a, b); }
+  static FCNFAST_ZI v add(v a, v b) { return _mm512_add_pd(a, b); }
+  static __m512i index(const int* e) {  // 8 lane indices
+    return _mm512_set_epi64(e[7], e[6], e[5], e[4], e[3], e[2], e[1], e[0]);
+  }
+};
+
+// Per (task, channel): the slot vectors, shuffles and edge masks shared by all its rows.
+template <class T, int NC>
+struct SepConsts {
+  typename Zmm<T>::v bw[NC];  // B_s twice (lanes of vector u, then of u + 1)
+  __m512i sel[NC];            // slot s: element NC - 1 - s (low half), NC - s (high half)
+  typename Zmm<T>::v bias;
+  typename Zmm<T>::mask m_first, m_last;  // lanes inside [0, W) of the first / last zmm
+  int64_t ws, npairs;                     // column of vector 0; zmm per row
+};
+
+// One output row: npairs zmm of 2V columns from column ws; x[r] is input row r's slot-0
+// padded row at vector 0's column j (so slot s of vector u reads t at u - s).
+template <class T, int NR, int NC>
+FCNFAST_ZI void sep_row(const SepConsts<T, NC>& k, const T* const* x, const T* a, const T* base,
+                        T* dst) {
+  typedef Zmm<T> Z;
+  typedef typename Z::v v;
+  constexpr int V = detail::lanes<T>();
+  v aw[NR];
+#pragma GCC unroll 4
+  for (int r = 0; r < NR; ++r) aw[r] = Z::set1(a[r]);
+  auto zmm = [&](int64_t i, bool edge, typename Z::mask m) __attribute__((always_inline)) {
+    const int64_t u = 2 * i, col = k.ws + u * V;
+    v acc = k.bias;
+    if (base != nullptr) acc = Z::add(edge ? Z::load(m, base + col) : Z::load(base + col), acc);
+    v t = Z::mul(aw[0], Z::load(x[0] + u - (NC - 1)));
+#pragma GCC unroll 4
+    for (int r = 1; r < NR; ++r) t = Z::fma(aw[r], Z::load(x[r] + u - (NC - 1)), t);
+#pragma GCC unroll 2
+    for (int s = 0; s < NC; ++s) acc = Z::fma(Z::perm(k.sel[s], t), k.bw[s], acc);
+    if (edge)
+      Z::store(dst + col, m, acc);
+    else
+      Z::store(dst + col, acc);
+  };
+  if (k.npairs == 1) {
+    zmm(0, true, k.m_first & k.m_last);
+    return;
+  }
+  zmm(0, true, k.m_first);
+#pragma GCC unroll 2
+  for (int64_t i = 1; i + 1 < k.npairs; ++i) zmm(i, false, 0);
+  zmm(k.npairs - 1, true, k.m_last);
+}
+
+template <class T, int NC>
+void fwd_sep_rows(const detail::FwdPlan<T>& p, const FwdTask& tk, int64_t i_lo, const T* xp,
+                  T* basebuf) {
+  typedef Zmm<T> Z;
+  constexpr int V = detail::lanes<T>();
+  const Geometry& g = p.g;
+  const int64_t c = tk.grp;
+  SepConsts<T, NC> k;
+  const T* b = p.sep_b + c * g.kw;
+  T twice[2 * V];
+  int idx[2 * V];
+  for (int s = 0; s < NC; ++s) {
+    for (int l = 0; l < 2 * V; ++l) {
+      twice[l] = b[s * V + l % V];
+      idx[l] = NC - 1 - s + l / V;
+    }
+    k.bw[s] = Z::load(twice);
+    k.sel[s] = Z::index(idx);
+  }
+  const T bias = p.bias ? p.bias[c] : T(0);
+  k.bias = Z::set1(bias);
+  k.ws = p.wstart;
+  k.npairs = (p.U + 1) / 2;
+  const int64_t last = k.ws + (k.npairs - 1) * 2 * V;
+  k.m_first = k.m_last = 0;
+  for (int l = 0; l < 2 * V; ++l) {
+    if (k.ws + l >= 0 && k.ws + l < g.W) k.m_first |= typename Z::mask(1) << l;
+    if (last + l >= 0 && last + l < g.W) k.m_last |= typename Z::mask(1) << l;
+  }
+
+  const int64_t xp_row = p.Tc * p.Wp;
+  const T* sep_a = p.sep_a + c * g.kh;
+  for (int64_t h = tk.h0; h < tk.h1; ++h) {
+    const detail::FwdRow& row = p.rows[h];
+    T* dst = p.out + ((tk.n * g.Cout + c) * g.H + h) * g.W;
+    const T* base = skip_row(p, tk.n, c, h, basebuf);
+    if (row.count == 0) {  // no taps: skip + bias
+      for (int64_t w = 0; w < g.W; ++w) dst[w] = (base != nullptr ? base[w] : T(0)) + bias;
+      continue;
+    }
+    const T* x[4];
+    T a[4];
+    for (int64_t r = 0; r < row.count; ++r) {
+      x[r] = xp + (row.first - i_lo + r) * xp_row + p.bcj[0];
+      a[r] = sep_a[row.k0 - r * g.sh];
+    }
+    switch (row.count) {  // Tr * Tc <= kDwMaxTaps
+      case 1: sep_row<T, 1, NC>(k, x, a, base, dst); break;
+      case 2: sep_row<T, 2, NC>(k, x, a, base, dst); break;
+      case 3: if constexpr (NC == 1) sep_row<T, 3, NC>(k, x, a, base, dst); break;
+      default: if constexpr (NC == 1) sep_row<T, 4, NC>(k, x, a, base, dst); break;
+    }
+  }
+}
+
+// Output rows [h0, h1) of one (image, channel), as fwd_dw_task but separable. The zmm loads of
+// the padded rows run up to 2V elements past a row's end, into the task's scratch (the next
+// padded row or the skip buffer), in lanes the shuffles never select.
+template <class T>
+void fwd_sep_task(const detail::FwdPlan<T>& p, int64_t task, T* scratch) {
+  const FwdTask tk = fwd_task_of(p, task);
+  int64_t i_lo, nrows;
+  input_rows(p, tk.h0, tk.h1, &i_lo, &nrows);
+  T* xp = scratch;
+  T* basebuf = xp + p.xe_rows * p.Tc * p.Wp;
+  build_padded_rows(p, tk.n, tk.grp, 1, i_lo, nrows, xp);
+  if (p.Tc == 1)
+    fwd_sep_rows<T, 1>(p, tk, i_lo, xp, basebuf);
+  else
+    fwd_sep_rows<T, 2>(p, tk, i_lo, xp, basebuf);
+}
+
+template <class T>
+void fwd_task_avx512(const detail::FwdPlan<T>& p, int64_t task, T* scratch) {
+  if (p.sep_a != nullptr && fwd_dw_applies(p)) return fwd_sep_task(p, task, scratch);
+  fwd_task(p, task, scratch);
+}
+
+template <class T>
+detail::Kernels<T> kernels_avx512() {
+  detail::Kernels<T> k = kernels<T>();
+  k.fwd = &fwd_task_avx512<T>;
+  k.rank1_dw = true;
+  return k;
+}
+
+#undef FCNFAST_ZI
+
+detail::Kernels<float> kernels_f32() { return kernels_avx512<float>(); }
+detail::Kernels<double> kernels_f64() { return kernels_avx512<double>(); }
+}  // namespace isa_avx512
+}  // namespace cpu
+}  // namespace fcnfast
+#endif
