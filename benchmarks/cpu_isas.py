@@ -2,8 +2,9 @@
 
 For each stage (bilinear filters, so the depthwise path) and each instruction set this CPU runs
 (``fcnfast._C.available_isas()``), times the fused op in alternation with the other sets and
-with the write floor (allocating and filling the stage's output), in one process, and prints
-medians and ratios. ``-o`` writes them as JSON.
+with the write floor (allocating and filling the stage's output), in one process. Ratios are
+medians of per-round ratios (each round times every entry once, so a pair shares the machine's
+state, which on a small shared CPU drifts by 2-3x within minutes). ``-o`` writes JSON.
 
     python benchmarks/cpu_isas.py --size 500 --batch 1 -o benchmarks/results/cpu-amd-epyc/cpu_isas-500-b1.json
 """
@@ -17,7 +18,9 @@ import torch
 
 import fcnfast
 from fcnfast import _C
-from fcnfast.benchmark import alternating_medians, environment, head_stage_shapes
+import statistics
+
+from fcnfast.benchmark import alternating_rounds, environment, head_stage_shapes
 from fcnfast.reference import bilinear_weight
 
 NUM_CLASSES = 21
@@ -59,14 +62,21 @@ def main(argv=None) -> dict:
                 op, floor = stage_call(stage, args.size, args.batch)
                 calls = {isa: (lambda isa=isa: (_C.set_isa(isa), op())) for isa in isas}
                 calls[FLOOR] = floor
-                ms = {k: v * 1e3 for k, v in alternating_medians(calls, args.rounds, args.reps).items()}
+                per_round = alternating_rounds(calls, args.rounds, args.reps)
+                ms = {k: statistics.median(v) * 1e3 for k, v in per_round.items()}
+
+                def ratio(a, b):
+                    return statistics.median(x / y for x, y in zip(per_round[a], per_round[b]))
+
                 results["stages"][stage] = {
                     "ms_per_call": ms,
-                    "x_floor": {isa: ms[isa] / ms[FLOOR] for isa in isas},
-                    "x_generic": {isa: ms[isa] / ms["generic"] for isa in isas},
+                    "x_floor": {isa: ratio(isa, FLOOR) for isa in isas},
+                    "x_generic": {isa: ratio(isa, "generic") for isa in isas},
+                    "x_avx2": {isa: ratio(isa, "avx2") for isa in isas} if "avx2" in isas else None,
                 }
-                cells = "  ".join(f"{isa} {ms[isa]:.3f} ms ({ms[isa] / ms[FLOOR]:.2f}x floor)" for isa in isas)
-                print(f"{stage:14s} b{args.batch} {args.size}: {cells}  floor {ms[FLOOR]:.3f} ms")
+                cells = "  ".join(f"{isa} {ms[isa]:.3f} ms ({ratio(isa, FLOOR):.2f}x floor)" for isa in isas)
+                rel = f"  avx512/avx2 {ratio('avx512', 'avx2'):.2f}" if {"avx2", "avx512"} <= set(isas) else ""
+                print(f"{stage:14s} b{args.batch} {args.size}: {cells}  floor {ms[FLOOR]:.3f} ms{rel}")
     finally:
         _C.set_isa(before)
     if args.output:

@@ -23,9 +23,6 @@ are shared with the model, packed once at construction; nothing is compiled at c
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import os
 from collections import OrderedDict
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -34,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .band import Band, padded_conv_band, pool_band, same_conv_band
+from .host_memory import KEEP_MEMORY_ENV, keep_freed_memory
 from .models.fcn import FCN
 from .models.layout import CONV_KERNEL, FC_NAMES, FIRST_CONV_PADDING, POOL_KERNEL, POOL_STRIDE, SCALED_POOLS, VGG16_BLOCKS
 
@@ -46,8 +44,6 @@ HALO = 2
 MAX_BANDS = 16
 # pool3 is the first map the heads read whole (score_pool3): the band blocks end there at the latest.
 MAX_BAND_BLOCKS = min(SCALED_POOLS)
-#: "0" keeps glibc's default of returning large freed blocks to the OS (see keep_freed_memory).
-KEEP_MEMORY_ENV = "FCNFAST_CPU_KEEP_MEMORY"
 
 
 def cpu_plan_reason(model: nn.Module, dtype: torch.dtype, device: torch.device) -> Optional[str]:
@@ -65,32 +61,6 @@ def cpu_plan_reason(model: nn.Module, dtype: torch.dtype, device: torch.device) 
     if len(model.layout.streams) != 1:
         return f"{model.layout.name} has {len(model.layout.streams)} trunks; the route runs one"
     return None
-
-
-_malloc_tuned = False
-
-
-def keep_freed_memory() -> None:
-    """Make glibc keep large freed blocks for reuse instead of unmapping them (once per process).
-
-    Every FCN feature map is tens of MB; glibc serves each from a fresh mmap and unmaps it on
-    free, so each forward page-faults all of its activations in again (measured: ~25% of a
-    conv1_2 call). With mmap off for malloc and no trimming, freed maps are reused and the process
-    keeps its peak activation memory, as an inference arena does. A no-op off glibc, or with
-    ``FCNFAST_CPU_KEEP_MEMORY=0``.
-    """
-    global _malloc_tuned
-    if _malloc_tuned or os.environ.get(KEEP_MEMORY_ENV, "1") == "0":
-        return
-    _malloc_tuned = True
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return
-    m_trim_threshold, m_mmap_max = -1, -4  # glibc's malloc.h
-    mallopt(m_trim_threshold, ctypes.c_int(2**31 - 1))
-    mallopt(m_mmap_max, ctypes.c_int(0))
 
 
 class _Conv:

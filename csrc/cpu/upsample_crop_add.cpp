@@ -324,8 +324,10 @@ void fwd_impl(const Geometry& g, const T* x, const int64_t* x_strides, const T* 
   const int64_t nci = depthwise ? 1 : g.Cin;
   const int64_t Wc = p.nch * p.CW;
   const int64_t rows_elems = nci * p.xe_rows * p.Tc * std::max(Wc, p.Wp);
+  // + the separable task's upsampled rows: Tr of 2V-column blocks over [wstart, W), aligned.
+  const int64_t sep_rows = depthwise && k.rank1_dw ? p.Tr * round_up(g.W - p.wstart, 2 * V) + 64 : 0;
   const int64_t scratch = round_up(rows_elems + (depthwise ? 1 : g.Cout) * Wc +
-                                       2 * detail::kMaxCB * detail::kMaxNW * V + g.Win + 1,
+                                       2 * detail::kMaxCB * detail::kMaxNW * V + g.Win + 1 + sep_rows,
                                    16);
   const int64_t nvec = g.sh * g.Cout * p.Tr * p.Tc * nci;  // weight vector groups of P*V
   const int64_t ntasks = g.N * p.ngroups * p.nhb;
@@ -393,8 +395,8 @@ void fwd_impl(const Geometry& g, const T* x, const int64_t* x_strides, const T* 
   if (p.bc && p.P == 1)  // unit stride between consecutive vectors' columns, relied upon
     for (int64_t u = 0; u + 1 < p.U; ++u)
       if (bcj[u + 1] != bcj[u] + 1) p.bc = false;
-  // Rank-1 filters (FCN's bilinear ones): the depthwise task sums input rows first, two
-  // multiply-adds per output instead of four (k <= 2s: up to two column slots).
+  // Rank-1 filters (FCN's bilinear ones): the depthwise task upsamples each input row once and
+  // adds two such rows per output row (k <= 2s: up to two column slots).
   if (k.rank1_dw && depthwise && p.bc && p.P == 1 && p.Tr * p.Tc <= 4 && p.Tc <= 2 &&
       rank1_channels(weight, g.Cout, g.kh, g.kw, true, sep_a, sep_b)) {
     p.sep_a = sep_a;

@@ -34,20 +34,23 @@ static_assert(kFwdCB <= detail::kMaxCB && kFwdNW <= detail::kMaxNW, "tile bounds
 // Separable depthwise task: depthwise broadcast plans (fwd_dw_applies) whose filters are
 // exactly rank-1 (p.sep_a, p.sep_b; FCN-8s' bilinear upscore8 in fp32, stride 8 = V).
 //
-// Output row h of channel c reads input rows x_r (r < NR taps, vertical factors a_r) and
-// column slots s < NC (column factor vectors B_s). With t[k] = sum_r a_r * x_r[k] on the
-// slot-0 padded rows, the V-column vector u is
-//   out(u) = skip + bias + t[j + u] * B_0 + t[j + u - 1] * B_1      (NC = 2)
-// i.e. NR + NC multiply-adds per vector instead of the 4-tap rows' NR * NC. One zmm holds
-// vectors u and u + 1 (2V columns): t comes from one load of each x_r at j + u - NC + 1 and
-// is formed in registers (a t row written to memory and read back waited behind the output
-// stores in the store queue), then each slot's lanes are one vpermps of it. Rows start and
-// end mid-vector (ws = -(ox % V)): the first and last zmm of a row use masked loads and
-// stores, so no lane outside [0, W) is touched and no partial vector goes through memory.
+// With w[ky][kx] = a[ky] * b[kx], output row h of channel c is a sum over its input rows r
+// (taps q < NR, vertical factors a_q) of one upsampled row per input row:
+//   H_r[col] = sum_s x_r[J(col) - s] * b_s[col % sw]     (column slots s < NC)
+//   out[col] = skip + bias + sum_q a_q * H_{r_q}[col]
+// Each input row's H is built once per task and serves every output row that reads it
+// (sh * NR of them), so an output zmm of 2V columns costs NR loads and NR FMAs, against the
+// 4-tap rows' 2 * NR * NC broadcasts and FMAs. H is laid out in the output rows' zmm grid
+// (block i holds columns ws + 2V i ..), so each load of it is the same address and size as
+// the store that wrote it and forwards even while the row's output stores fill the store queue
+// (a row of vertical sums written as vectors and read back one column later did not, and was
+// slower than the 4-tap rows). One zmm of H is built from one load of the padded input row and
+// one vpermps per slot. Row ends use masked loads and stores, so no lane outside [0, W) is
+// touched.
 //
-// Summation order per output: (skip + bias), then slot 0, then slot 1, with t = a_0 x_0 then
-// + a_1 x_1: fixed, so results do not depend on the thread count (they differ in the last
-// bits from the 4-tap rows, which add the taps in another order).
+// Summation order per output: (skip + bias), then the taps q = 0, 1, ..: fixed, so results do
+// not depend on the thread count. They differ in the last bits from the 4-tap rows, which add
+// the taps in another order.
 
 template <class T>
 struct Zmm;
@@ -90,51 +93,78 @@ struct Zmm<double> {
 // Per (task, channel): the slot vectors, shuffles and edge masks shared by all its rows.
 template <class T, int NC>
 struct SepConsts {
-  typename Zmm<T>::v bw[NC];  // B_s twice (lanes of vector u, then of u + 1)
+  typename Zmm<T>::v bw[NC];  // b_s twice (lanes of vector u, then of u + 1)
   __m512i sel[NC];            // slot s: element NC - 1 - s (low half), NC - s (high half)
   typename Zmm<T>::v bias;
   typename Zmm<T>::mask m_first, m_last;  // lanes inside [0, W) of the first / last zmm
   int64_t ws, npairs;                     // column of vector 0; zmm per row
 };
 
-// One output row: npairs zmm of 2V columns from column ws; x[r] is input row r's slot-0
-// padded row at vector 0's column j (so slot s of vector u reads t at u - s).
+// H of one input row: x is its slot-0 padded row at vector 0's column (so slot s of vector u
+// reads x[u - s]); zmm i holds vectors 2i and 2i + 1.
+template <class T, int NC>
+void upsample_row(const SepConsts<T, NC>& k, const T* x, T* out) {
+  typedef Zmm<T> Z;
+  constexpr int V = detail::lanes<T>();
+  typename Z::v bw[NC];
+  __m512i sel[NC];
+  for (int s = 0; s < NC; ++s) bw[s] = k.bw[s], sel[s] = k.sel[s];
+  const int64_t npairs = k.npairs;
+  const T* __restrict src = x - (NC - 1);
+  T* __restrict H = out;
+  for (int64_t i = 0; i < npairs; ++i) {
+    const typename Z::v L = Z::load(src + 2 * i);
+    typename Z::v h = Z::mul(Z::perm(sel[0], L), bw[0]);
+    if constexpr (NC == 2) h = Z::fma(Z::perm(sel[1], L), bw[1], h);
+    Z::store(H + i * 2 * V, h);
+  }
+}
+
+// One output row from the H rows of its NR input rows. Everything the loop reads besides H and
+// the skip is copied into locals first: through `k` the compiler reloads it after every store.
 template <class T, int NR, int NC>
-FCNFAST_ZI void sep_row(const SepConsts<T, NC>& k, const T* const* x, const T* a, const T* base,
-                        T* dst) {
+void sep_row(const SepConsts<T, NC>& k, const T* const* H, const T* a, const T* base, T* out) {
   typedef Zmm<T> Z;
   typedef typename Z::v v;
   constexpr int V = detail::lanes<T>();
   v aw[NR];
+  const T* __restrict h[NR];
 #pragma GCC unroll 4
-  for (int r = 0; r < NR; ++r) aw[r] = Z::set1(a[r]);
+  for (int q = 0; q < NR; ++q) aw[q] = Z::set1(a[q]), h[q] = H[q];
+  const v bias = k.bias;
+  const int64_t npairs = k.npairs;
+  const typename Z::mask m_first = k.m_first, m_last = k.m_last;
+  T* __restrict dst = out + k.ws;
+  const T* __restrict skip = base != nullptr ? base + k.ws : nullptr;
   auto zmm = [&](int64_t i, bool edge, typename Z::mask m) __attribute__((always_inline)) {
-    const int64_t u = 2 * i, col = k.ws + u * V;
-    v acc = k.bias;
-    if (base != nullptr) acc = Z::add(edge ? Z::load(m, base + col) : Z::load(base + col), acc);
-    v t = Z::mul(aw[0], Z::load(x[0] + u - (NC - 1)));
+    const int64_t col = i * 2 * V;
+    v acc = bias;
+    if (skip != nullptr) acc = Z::add(edge ? Z::load(m, skip + col) : Z::load(skip + col), acc);
 #pragma GCC unroll 4
-    for (int r = 1; r < NR; ++r) t = Z::fma(aw[r], Z::load(x[r] + u - (NC - 1)), t);
-#pragma GCC unroll 2
-    for (int s = 0; s < NC; ++s) acc = Z::fma(Z::perm(k.sel[s], t), k.bw[s], acc);
+    for (int q = 0; q < NR; ++q) acc = Z::fma(aw[q], Z::load(h[q] + col), acc);
     if (edge)
       Z::store(dst + col, m, acc);
     else
       Z::store(dst + col, acc);
   };
-  if (k.npairs == 1) {
-    zmm(0, true, k.m_first & k.m_last);
+  if (npairs == 1) {
+    zmm(0, true, m_first & m_last);
     return;
   }
-  zmm(0, true, k.m_first);
+  zmm(0, true, m_first);
+  if (skip != nullptr) {
 #pragma GCC unroll 2
-  for (int64_t i = 1; i + 1 < k.npairs; ++i) zmm(i, false, 0);
-  zmm(k.npairs - 1, true, k.m_last);
+    for (int64_t i = 1; i + 1 < npairs; ++i) zmm(i, false, 0);
+  } else {
+#pragma GCC unroll 2
+    for (int64_t i = 1; i + 1 < npairs; ++i) zmm(i, false, 0);
+  }
+  zmm(npairs - 1, true, m_last);
 }
 
 template <class T, int NC>
 void fwd_sep_rows(const detail::FwdPlan<T>& p, const FwdTask& tk, int64_t i_lo, const T* xp,
-                  T* basebuf) {
+                  T* hbuf) {
   typedef Zmm<T> Z;
   constexpr int V = detail::lanes<T>();
   const Geometry& g = p.g;
@@ -162,46 +192,60 @@ void fwd_sep_rows(const detail::FwdPlan<T>& p, const FwdTask& tk, int64_t i_lo, 
     if (last + l >= 0 && last + l < g.W) k.m_last |= typename Z::mask(1) << l;
   }
 
+  // A ring of Tr upsampled rows, slot r % Tr for input row r: a row's taps are consecutive
+  // input rows (at most Tr), and rows only move down.
+  T* ring[4];
+  int64_t ring_row[4];
+  const int64_t hstride = k.npairs * 2 * V;
+  for (int64_t s = 0; s < p.Tr; ++s) ring[s] = hbuf + s * hstride, ring_row[s] = -1;
   const int64_t xp_row = p.Tc * p.Wp;
   const T* sep_a = p.sep_a + c * g.kh;
   for (int64_t h = tk.h0; h < tk.h1; ++h) {
     const detail::FwdRow& row = p.rows[h];
     T* dst = p.out + ((tk.n * g.Cout + c) * g.H + h) * g.W;
+    T* basebuf = hbuf + p.Tr * hstride;
     const T* base = skip_row(p, tk.n, c, h, basebuf);
     if (row.count == 0) {  // no taps: skip + bias
       for (int64_t w = 0; w < g.W; ++w) dst[w] = (base != nullptr ? base[w] : T(0)) + bias;
       continue;
     }
-    const T* x[4];
+    const T* H[4];
     T a[4];
-    for (int64_t r = 0; r < row.count; ++r) {
-      x[r] = xp + (row.first - i_lo + r) * xp_row + p.bcj[0];
-      a[r] = sep_a[row.k0 - r * g.sh];
+    for (int64_t q = 0; q < row.count; ++q) {
+      const int64_t r = row.first + q, s = r % p.Tr;
+      if (ring_row[s] != r) {
+        upsample_row<T, NC>(k, xp + (r - i_lo) * xp_row + p.bcj[0], ring[s]);
+        ring_row[s] = r;
+      }
+      H[q] = ring[s];
+      a[q] = sep_a[row.k0 - q * g.sh];
     }
     switch (row.count) {  // Tr * Tc <= kDwMaxTaps
-      case 1: sep_row<T, 1, NC>(k, x, a, base, dst); break;
-      case 2: sep_row<T, 2, NC>(k, x, a, base, dst); break;
-      case 3: if constexpr (NC == 1) sep_row<T, 3, NC>(k, x, a, base, dst); break;
-      default: if constexpr (NC == 1) sep_row<T, 4, NC>(k, x, a, base, dst); break;
+      case 1: sep_row<T, 1, NC>(k, H, a, base, dst); break;
+      case 2: sep_row<T, 2, NC>(k, H, a, base, dst); break;
+      case 3: if constexpr (NC == 1) sep_row<T, 3, NC>(k, H, a, base, dst); break;
+      default: if constexpr (NC == 1) sep_row<T, 4, NC>(k, H, a, base, dst); break;
     }
   }
 }
 
-// Output rows [h0, h1) of one (image, channel), as fwd_dw_task but separable. The zmm loads of
-// the padded rows run up to 2V elements past a row's end, into the task's scratch (the next
-// padded row or the skip buffer), in lanes the shuffles never select.
+// Output rows [h0, h1) of one (image, channel), as fwd_dw_task but separable. Scratch: the
+// padded input rows, then (64-byte aligned) the ring of upsampled rows, then the skip-row copy.
+// upsample_row's zmm loads of a padded row run up to 2V elements past its end, into the
+// scratch that follows, in lanes the shuffles never select.
 template <class T>
 void fwd_sep_task(const detail::FwdPlan<T>& p, int64_t task, T* scratch) {
   const FwdTask tk = fwd_task_of(p, task);
   int64_t i_lo, nrows;
   input_rows(p, tk.h0, tk.h1, &i_lo, &nrows);
   T* xp = scratch;
-  T* basebuf = xp + p.xe_rows * p.Tc * p.Wp;
+  const uintptr_t after = reinterpret_cast<uintptr_t>(xp + p.xe_rows * p.Tc * p.Wp + 2 * detail::lanes<T>());
+  T* hbuf = reinterpret_cast<T*>((after + 63) & ~uintptr_t(63));
   build_padded_rows(p, tk.n, tk.grp, 1, i_lo, nrows, xp);
   if (p.Tc == 1)
-    fwd_sep_rows<T, 1>(p, tk, i_lo, xp, basebuf);
+    fwd_sep_rows<T, 1>(p, tk, i_lo, xp, hbuf);
   else
-    fwd_sep_rows<T, 2>(p, tk, i_lo, xp, basebuf);
+    fwd_sep_rows<T, 2>(p, tk, i_lo, xp, hbuf);
 }
 
 template <class T>

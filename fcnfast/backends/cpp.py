@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..host_memory import LARGE_TENSOR_BYTES, keep_freed_memory
 from ._abi import ExtensionBackend
 from .base import Availability, State
 
@@ -23,6 +24,13 @@ class CppBackend(ExtensionBackend):
 
     def _launch_arg(self, device):
         return torch.get_num_threads()
+
+    def forward(self, x, weight, bias, skip, geom, depthwise):
+        # A large output freed and allocated again would page-fault in anew at every call
+        # (glibc trims or unmaps it): keep freed blocks for reuse (fcnfast.host_memory).
+        if geom.N * geom.Cout * geom.H * geom.W * x.element_size() >= LARGE_TENSOR_BYTES:
+            keep_freed_memory()
+        return super().forward(x, weight, bias, skip, geom, depthwise)
 
 
 BACKEND = CppBackend()

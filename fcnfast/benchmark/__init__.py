@@ -31,7 +31,7 @@ from .providers import (ALL_PROVIDERS, COMPILE_PROVIDERS, FUSED_BACKENDS, PROVID
 from .interleaved import run_interleaved
 from .report import format_ms, format_table, write_report
 from .runner import max_abs_diff, run_benchmark
-from .timing import alternating_medians, summarize, sync, time_fn, time_fn_with_output
+from .timing import alternating_medians, alternating_rounds, summarize, sync, time_fn, time_fn_with_output
 from .workload import build_bench_model, make_input
 
 __all__ = [
@@ -40,6 +40,6 @@ __all__ = [
     "PROVIDER_OPTIMIZE", "PROVIDER_REFERENCE", "PlainHead", "build_bench_model",
     "capture_head_inputs", "device_name", "dtype_skip_reason", "environment", "format_ms", "format_table",
     "fused_backends", "head_stage_shapes", "make_input", "max_abs_diff", "parse_size", "plain_reference_model",
-    "prepare", "providers_for", "run_benchmark", "run_heads", "run_interleaved", "size_label", "summarize", "sync", "time_fn", "alternating_medians",
+    "prepare", "providers_for", "run_benchmark", "run_heads", "run_interleaved", "size_label", "summarize", "sync", "time_fn", "alternating_medians", "alternating_rounds",
     "time_fn_with_output", "write_report",
 ]

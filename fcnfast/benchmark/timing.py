@@ -49,10 +49,11 @@ def time_fn_with_output(fn: Callable[[], object], runs: int, warmup: int, device
     return times, first
 
 
-def alternating_medians(calls: Dict[str, Callable[[], object]], rounds: int, reps: int) -> Dict[str, float]:
-    """Median seconds per call of each of ``calls``, timed in ``rounds`` rounds that run every
-    entry in turn (one untimed call, then ``reps`` timed ones; each round's median), so that all
-    entries see the same machine state. Host timer: a GPU callable must synchronize itself."""
+def alternating_rounds(calls: Dict[str, Callable[[], object]], rounds: int, reps: int) -> Dict[str, List[float]]:
+    """Seconds per call of each of ``calls`` in each of ``rounds`` rounds that run every entry in
+    turn (one untimed call, then ``reps`` timed ones; the round's median), so that all entries
+    see the same machine state and round i of one entry can be paired with round i of another.
+    Host timer: a GPU callable must synchronize itself."""
     times: Dict[str, List[float]] = {name: [] for name in calls}
     for _ in range(rounds):
         for name, fn in calls.items():
@@ -63,7 +64,12 @@ def alternating_medians(calls: Dict[str, Callable[[], object]], rounds: int, rep
                 fn()
                 per.append(time.perf_counter() - t0)
             times[name].append(statistics.median(per))
-    return {name: statistics.median(v) for name, v in times.items()}
+    return times
+
+
+def alternating_medians(calls: Dict[str, Callable[[], object]], rounds: int, reps: int) -> Dict[str, float]:
+    """Median over :func:`alternating_rounds` of each entry's seconds per call."""
+    return {name: statistics.median(v) for name, v in alternating_rounds(calls, rounds, reps).items()}
 
 
 def summarize(times: Sequence[float], batch: int) -> dict:
