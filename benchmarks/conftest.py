@@ -10,6 +10,11 @@ Selection, by environment variable or the matching pytest option (the option win
     FCNFAST_BENCH_COMPILE  --fcn-compile    1/0: include torch.compile of the reference (default: 1 on GPU, 0 on CPU)
 
 The Triton interpreter is never benchmarked: run these without TRITON_INTERPRET.
+
+Every provider runs under fcnfast's host-memory policy (fcnfast.host_memory: glibc keeps large
+freed blocks), applied before the first benchmark: the cpp backend applies it at its first large
+output, so without this the providers timed before that call would run under another policy
+than those after it. FCNFAST_CPU_KEEP_MEMORY=0 runs them all under glibc's default instead.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import os
 import pytest
 
 from fcnfast import backends
+from fcnfast.host_memory import keep_freed_memory
 from fcnfast.benchmark import COMPILE_PROVIDERS, BenchConfig, environment, fused_backends, providers_for, size_label
 
 DEVICE = BenchConfig().resolved().device  # the device `fcnfast bench` would pick
@@ -47,6 +53,7 @@ def pytest_configure(config):
     global _config
     _config = config
     config.addinivalue_line("python_files", "bench_*.py")  # `pytest benchmarks/` collects the suites
+    keep_freed_memory()  # one allocator policy for every provider (see the module docstring)
     if backends.triton_interpreted():
         print("fcnfast benchmarks: TRITON_INTERPRET is set; the triton provider is left out (never timed)")
 

@@ -6,6 +6,11 @@ with the write floor (allocating and filling the stage's output), in one process
 medians of per-round ratios (each round times every entry once, so a pair shares the machine's
 state, which on a small shared CPU drifts by 2-3x within minutes). ``-o`` writes JSON.
 
+``--preallocated`` times the C++ kernel alone instead, writing into one output allocated in
+advance, against ``fill_`` of that same output: no Python dispatch, no allocation, and the same
+memory for every entry (on a CPU whose L3 holds the output, freshly allocated outputs may
+alternate between two blocks that together do not fit).
+
     python benchmarks/cpu_isas.py --size 500 --batch 1 -o benchmarks/results/cpu-amd-epyc/cpu_isas-500-b1.json
 """
 
@@ -14,33 +19,47 @@ from __future__ import annotations
 import argparse
 import json
 
+import statistics
+
 import torch
 
 import fcnfast
 from fcnfast import _C
-import statistics
-
+from fcnfast.backends._abi import DTYPE_CODES, geometry_list, ptr, strides
 from fcnfast.benchmark import alternating_rounds, environment, head_stage_shapes
+from fcnfast.geometry import resolve_geometry
+from fcnfast.host_memory import keep_freed_memory
 from fcnfast.reference import bilinear_weight
 
 NUM_CLASSES = 21
 FLOOR = "write-floor"
 
 
-def stage_call(stage: str, size: int, batch: int):
-    """(op, floor) closures for one FCN-8s head stage with bilinear filters."""
+def stage_call(stage: str, size: int, batch: int, preallocated: bool):
+    """(op, floor) closures for one FCN-8s head stage with bilinear filters: the fused op and
+    allocating + filling its output, or (preallocated) the C++ kernel and ``fill_`` writing into
+    one output allocated here."""
     st = next(s for s in head_stage_shapes("fcn8s", (size, size), batch, NUM_CLASSES) if s["name"] == stage)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(st["x_shape"], generator=gen)
     skip = None if st["skip_shape"] is None else torch.randn(st["skip_shape"], generator=gen)
     weight = bilinear_weight(NUM_CLASSES, NUM_CLASSES, st["kernel"])
+    kw = dict(offset=st["offset"], size=st["size"], skip=skip, skip_offset=st["skip_offset"])
 
     def op():
-        return fcnfast.upsample_crop_add(x, weight, st["stride"], offset=st["offset"], size=st["size"], skip=skip,
-                                         skip_offset=st["skip_offset"], depthwise=True, backend="cpp")
+        return fcnfast.upsample_crop_add(x, weight, st["stride"], depthwise=True, backend="cpp", **kw)
 
-    out_shape = op().shape
-    return op, lambda: torch.empty(out_shape).fill_(1.0)
+    out = op()
+    if not preallocated:
+        return op, lambda: torch.empty(out.shape).fill_(1.0)
+    geom = resolve_geometry(x, weight, None, skip, st["stride"], st["offset"], st["size"], st["skip_offset"])
+    args = (geometry_list(geom), DTYPE_CODES[x.dtype], x.data_ptr(), strides(x), weight.data_ptr(), 0, ptr(skip),
+            strides(skip), out.data_ptr(), True)
+
+    def kernel():
+        _C.upsample_crop_add_fwd(*args, torch.get_num_threads())
+
+    return kernel, lambda: out.fill_(1.0)
 
 
 def main(argv=None) -> dict:
@@ -49,17 +68,20 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=15, help="alternating rounds (default 15)")
     parser.add_argument("--reps", type=int, default=20, help="timed calls per entry and round (default 20)")
+    parser.add_argument("--preallocated", action="store_true",
+                        help="time the C++ kernel alone into one preallocated output, against fill_ of it")
     parser.add_argument("-o", "--output", help="write the results as JSON here")
     args = parser.parse_args(argv)
 
+    keep_freed_memory()  # as the cpp backend does at its first large output, for every entry alike
     isas = list(_C.available_isas())
     before = _C.current_isa()
     results = {"isas": isas, "default_isa": before, "size": args.size, "batch": args.batch, "rounds": args.rounds,
-               "reps": args.reps, "environment": environment("cpu"), "stages": {}}
+               "reps": args.reps, "preallocated": args.preallocated, "environment": environment("cpu"), "stages": {}}
     try:
         with torch.inference_mode():
             for stage in ("upscore2", "upscore_pool4", "upscore8"):
-                op, floor = stage_call(stage, args.size, args.batch)
+                op, floor = stage_call(stage, args.size, args.batch, args.preallocated)
                 calls = {isa: (lambda isa=isa: (_C.set_isa(isa), op())) for isa in isas}
                 calls[FLOOR] = floor
                 per_round = alternating_rounds(calls, args.rounds, args.reps)
