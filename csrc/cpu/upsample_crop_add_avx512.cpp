@@ -3,8 +3,6 @@
 // 32-byte vectors (the plans are common to all sets). What this set adds is the separable
 // depthwise task below, for FCN's bilinear heads. A separate translation unit so that ninja
 // compiles it in parallel with the other sets.
-#include <immintrin.h>
-
 #include <cstddef>
 #include <cstdint>
 
@@ -17,6 +15,7 @@
 #endif
 
 #if FCNFAST_X86_DISPATCH
+#include <immintrin.h>
 #pragma GCC target("avx512f,avx512vl,avx2,fma")
 namespace fcnfast {
 namespace cpu {
