@@ -24,8 +24,8 @@ import os
 import pytest
 
 from fcnfast import backends
-from fcnfast.host_memory import keep_freed_memory
 from fcnfast.benchmark import COMPILE_PROVIDERS, BenchConfig, environment, fused_backends, providers_for, size_label
+from fcnfast.host_memory import keep_freed_memory
 
 DEVICE = BenchConfig().resolved().device  # the device `fcnfast bench` would pick
 HAS_CUDA = DEVICE.startswith("cuda")

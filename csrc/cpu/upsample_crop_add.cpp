@@ -397,7 +397,7 @@ void fwd_impl(const Geometry& g, const T* x, const int64_t* x_strides, const T* 
       if (bcj[u + 1] != bcj[u] + 1) p.bc = false;
   // Rank-1 filters (FCN's bilinear ones): the depthwise task upsamples each input row once and
   // adds two such rows per output row (k <= 2s: up to two column slots).
-  if (k.rank1_dw && depthwise && p.bc && p.P == 1 && p.Tr * p.Tc <= 4 && p.Tc <= 2 &&
+  if (k.rank1_dw && detail::dw_task_applies(p) && p.Tc <= 2 &&
       rank1_channels(weight, g.Cout, g.kh, g.kw, true, sep_a, sep_b)) {
     p.sep_a = sep_a;
     p.sep_b = sep_b;
@@ -436,7 +436,8 @@ void fwd_impl(const Geometry& g, const T* x, const int64_t* x_strides, const T* 
       if (++ph == sw) ph = 0;
     }
   };
-  run(nt, nvec, fill_vectors, ntasks,
+  // The separable task reads no weight vectors (its factors are sep_a, sep_b).
+  run(nt, p.sep_a != nullptr ? 0 : nvec, fill_vectors, ntasks,
       [&](int64_t task, int tid) { k.fwd(p, task, scr + tid * scratch); });
 }
 

@@ -30,7 +30,7 @@ static_assert(kFwdCB <= detail::kMaxCB && kFwdNW <= detail::kMaxNW, "tile bounds
 #define FCNFAST_ZI inline __attribute__((always_inline))
 
 // ------------------------------------------------------------------------------------------
-// Separable depthwise task: depthwise broadcast plans (fwd_dw_applies) whose filters are
+// Separable depthwise task: depthwise broadcast plans (detail::dw_task_applies) whose filters are
 // exactly rank-1 (p.sep_a, p.sep_b; FCN-8s' bilinear upscore8 in fp32, stride 8 = V).
 //
 // With w[ky][kx] = a[ky] * b[kx], output row h of channel c is a sum over its input rows r
@@ -151,13 +151,8 @@ void sep_row(const SepConsts<T, NC>& k, const T* const* H, const T* a, const T* 
     return;
   }
   zmm(0, true, m_first);
-  if (skip != nullptr) {
 #pragma GCC unroll 2
-    for (int64_t i = 1; i + 1 < npairs; ++i) zmm(i, false, 0);
-  } else {
-#pragma GCC unroll 2
-    for (int64_t i = 1; i + 1 < npairs; ++i) zmm(i, false, 0);
-  }
+  for (int64_t i = 1; i + 1 < npairs; ++i) zmm(i, false, 0);
   zmm(npairs - 1, true, m_last);
 }
 
@@ -199,10 +194,10 @@ void fwd_sep_rows(const detail::FwdPlan<T>& p, const FwdTask& tk, int64_t i_lo, 
   for (int64_t s = 0; s < p.Tr; ++s) ring[s] = hbuf + s * hstride, ring_row[s] = -1;
   const int64_t xp_row = p.Tc * p.Wp;
   const T* sep_a = p.sep_a + c * g.kh;
+  T* basebuf = hbuf + p.Tr * hstride;  // the skip row's copy, when its columns are strided
   for (int64_t h = tk.h0; h < tk.h1; ++h) {
     const detail::FwdRow& row = p.rows[h];
     T* dst = p.out + ((tk.n * g.Cout + c) * g.H + h) * g.W;
-    T* basebuf = hbuf + p.Tr * hstride;
     const T* base = skip_row(p, tk.n, c, h, basebuf);
     if (row.count == 0) {  // no taps: skip + bias
       for (int64_t w = 0; w < g.W; ++w) dst[w] = (base != nullptr ? base[w] : T(0)) + bias;
@@ -219,7 +214,7 @@ void fwd_sep_rows(const detail::FwdPlan<T>& p, const FwdTask& tk, int64_t i_lo, 
       H[q] = ring[s];
       a[q] = sep_a[row.k0 - q * g.sh];
     }
-    switch (row.count) {  // Tr * Tc <= kDwMaxTaps
+    switch (row.count) {  // Tr * Tc <= detail::kDwMaxTaps
       case 1: sep_row<T, 1, NC>(k, H, a, base, dst); break;
       case 2: sep_row<T, 2, NC>(k, H, a, base, dst); break;
       case 3: if constexpr (NC == 1) sep_row<T, 3, NC>(k, H, a, base, dst); break;
@@ -249,7 +244,7 @@ void fwd_sep_task(const detail::FwdPlan<T>& p, int64_t task, T* scratch) {
 
 template <class T>
 void fwd_task_avx512(const detail::FwdPlan<T>& p, int64_t task, T* scratch) {
-  if (p.sep_a != nullptr && fwd_dw_applies(p)) return fwd_sep_task(p, task, scratch);
+  if (p.sep_a != nullptr) return fwd_sep_task(p, task, scratch);  // set only where dw_task_applies
   fwd_task(p, task, scratch);
 }
 

@@ -443,15 +443,6 @@ void fwd_dw_row(const DwRow<T>& r, const DwCols& c) {
   for (int64_t u = c.u_hi; u < c.U; ++u) partial(u);
 }
 
-constexpr int kDwMaxTaps = 4;  // row taps x column slots of the depthwise task (k <= 2s: 4)
-
-// Whether fwd_dw_task serves this plan: depthwise, broadcast path with one weight phase
-// (P == 1, so sw == V: FCN-8s' upscore8 in fp32) and at most kDwMaxTaps taps per output.
-template <class T>
-bool fwd_dw_applies(const detail::FwdPlan<T>& p) {
-  return p.depthwise && p.bc && p.P == 1 && p.Tr * p.Tc <= kDwMaxTaps;
-}
-
 // Depthwise broadcast task: output rows [h0, h1) of one (image, channel). The general task's
 // per-row work (tile tables, partial-vector scratch, channel blocks) cost more than this
 // row's 4 FMAs per vector, so rows here carry only pointers and a tap count.
@@ -491,7 +482,7 @@ void fwd_dw_task(const detail::FwdPlan<T>& p, int64_t task, T* scratch) {
       case 1: fwd_dw_row<T, 1>(r, cols); break;
       case 2: fwd_dw_row<T, 2>(r, cols); break;
       case 3: fwd_dw_row<T, 3>(r, cols); break;
-      default: fwd_dw_row<T, kDwMaxTaps>(r, cols); break;
+      default: fwd_dw_row<T, detail::kDwMaxTaps>(r, cols); break;
     }
   }
 }
@@ -509,7 +500,7 @@ void fwd_row_cb(int CB, const FwdRowArgs<T>& a, const detail::FwdPlan<T>& p, int
 // (dense) or one channel (depthwise, group = channel). Scratch: see fwd_impl.
 template <class T>
 void fwd_task(const detail::FwdPlan<T>& p, int64_t task, T* scratch) {
-  if (fwd_dw_applies(p)) return fwd_dw_task(p, task, scratch);
+  if (detail::dw_task_applies(p)) return fwd_dw_task(p, task, scratch);
   constexpr int V = detail::lanes<T>();
   const Geometry& g = p.g;
   const FwdTask tk = fwd_task_of(p, task);

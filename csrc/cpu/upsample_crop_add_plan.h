@@ -111,6 +111,16 @@ struct BwdWPlan {
   int64_t gwl_elems;      // local accumulators: kh * Cin * kBwPairs * V
 };
 
+constexpr int kDwMaxTaps = 4;  // row taps x column slots of the depthwise task (k <= 2s: 4)
+
+// Whether the depthwise broadcast task serves a plan: depthwise, broadcast path with one weight
+// phase (P == 1, so sw == V: FCN-8s' upscore8 in fp32) and at most kDwMaxTaps taps per output.
+// The dispatcher plans for it (the separable factors) and every set's fwd routes by it.
+template <class T>
+bool dw_task_applies(const FwdPlan<T>& p) {
+  return p.depthwise && p.bc && p.P == 1 && p.Tr * p.Tc <= kDwMaxTaps;
+}
+
 template <class T>
 struct Kernels {
   int fwd_nw;  // vectors per dense forward tile (the XE chunk is fwd_nw * V columns)

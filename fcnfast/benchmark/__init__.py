@@ -37,9 +37,9 @@ from .workload import build_bench_model, make_input
 __all__ = [
     "ALL_PROVIDERS", "BenchConfig", "COMPILE_MODES", "Calls", "DEVICE_DEFAULTS", "DTYPES", "FUSED_BACKENDS", "HeadInputs",
     "KINDS", "COMPILE_PROVIDERS", "PROVIDER_COMPILE", "PROVIDER_COMPILE_FREEZING", "PROVIDER_ONNXRUNTIME",
-    "PROVIDER_OPTIMIZE", "PROVIDER_REFERENCE", "PlainHead", "build_bench_model",
+    "PROVIDER_OPTIMIZE", "PROVIDER_REFERENCE", "PlainHead", "alternating_medians", "alternating_rounds", "build_bench_model",
     "capture_head_inputs", "device_name", "dtype_skip_reason", "environment", "format_ms", "format_table",
     "fused_backends", "head_stage_shapes", "make_input", "max_abs_diff", "parse_size", "plain_reference_model",
-    "prepare", "providers_for", "run_benchmark", "run_heads", "run_interleaved", "size_label", "summarize", "sync", "time_fn", "alternating_medians", "alternating_rounds",
+    "prepare", "providers_for", "run_benchmark", "run_heads", "run_interleaved", "size_label", "summarize", "sync", "time_fn",
     "time_fn_with_output", "write_report",
 ]
