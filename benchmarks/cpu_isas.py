@@ -56,8 +56,11 @@ def stage_call(stage: str, size: int, batch: int, preallocated: bool):
     args = (geometry_list(geom), DTYPE_CODES[x.dtype], x.data_ptr(), strides(x), weight.data_ptr(), 0, ptr(skip),
             strides(skip), out.data_ptr(), True)
 
+    operands = (x, weight, skip, out)  # args holds their addresses only: keep them alive with the closure
+
     def kernel():
         _C.upsample_crop_add_fwd(*args, torch.get_num_threads())
+        return operands
 
     return kernel, lambda: out.fill_(1.0)
 

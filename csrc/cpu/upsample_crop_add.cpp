@@ -9,8 +9,8 @@
 //  - this file: the per-thread arena and the entry points. Each entry point plans the call,
 //    fills the per-call tables (column taps from tap_range; weights re-laid out), then runs
 //    one OpenMP parallel region: a static loop that fills the weight vectors / padded
-//    weights / packed input, a barrier, and a dynamic loop over independent tasks, each
-//    writing a disjoint part of the output. Nothing inside a parallel region allocates or
+//    weights / packed input, a barrier, and a loop over independent tasks (dynamic, or
+//    static for the equal depthwise ones), each writing a disjoint part of the output. Nothing inside a parallel region allocates or
 //    throws, and results do not depend on the thread count (bitwise).
 //
 // Tasks: forward (n, block of output rows) for dense weights, (n, channel, block of rows)
@@ -253,9 +253,17 @@ int resolve_threads(int requested, double work) {
   return nt < 1 ? 1 : nt;
 }
 
-// pre(i) for i < n_pre (static), barrier, task(i, thread) for i < n_tasks (dynamic).
+// How run() hands out tasks: dynamically (one at a time, so a thread slowed by the machine
+// takes fewer), or statically in contiguous runs, for equal tasks that write consecutive
+// memory: each thread then writes one contiguous part of the output, as torch's fill_ does
+// (FCN-8s' upscore8 at 500x500 on 2 threads of an AMD EPYC, kernel alone: 1.6x the time of
+// fill_ on the same output static, 1.76x dynamic).
+enum class Schedule { kDynamic, kStatic };
+
+// pre(i) for i < n_pre (static), barrier, task(i, thread) for i < n_tasks.
 template <class Pre, class Task>
-void run(int nt, int64_t n_pre, const Pre& pre, int64_t n_tasks, const Task& task) {
+void run(int nt, int64_t n_pre, const Pre& pre, int64_t n_tasks, const Task& task,
+         Schedule schedule = Schedule::kDynamic) {
   if (nt > n_tasks && n_tasks > 0) nt = static_cast<int>(n_tasks);
 #ifdef _OPENMP
   if (nt > 1) {
@@ -264,8 +272,13 @@ void run(int nt, int64_t n_pre, const Pre& pre, int64_t n_tasks, const Task& tas
       const int tid = omp_get_thread_num();
 #pragma omp for schedule(static)
       for (int64_t i = 0; i < n_pre; ++i) pre(i);
+      if (schedule == Schedule::kStatic) {
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < n_tasks; ++i) task(i, tid);
+      } else {
 #pragma omp for schedule(dynamic, 1)
-      for (int64_t i = 0; i < n_tasks; ++i) task(i, tid);
+        for (int64_t i = 0; i < n_tasks; ++i) task(i, tid);
+      }
     }
     return;
   }
@@ -318,6 +331,15 @@ void fwd_impl(const Geometry& g, const T* x, const int64_t* x_strides, const T* 
   int64_t hb = ceil_div(g.N * p.ngroups * g.H, int64_t(8) * nt);
   if (!depthwise) hb = std::min<int64_t>(hb, std::max<int64_t>(g.sh, 32));
   hb = std::max<int64_t>(1, std::min<int64_t>(hb, g.H));
+  // Prefer a task count the threads divide: FCN-8s' upscore8 is 21 equal channel tasks, and on
+  // 2 threads one thread ran 11 while the other waited for it after 10.
+  for (int64_t nb = ceil_div(g.H, hb), tries = 0; tries < nt && nb <= g.H; ++nb, ++tries) {
+    const int64_t hb_try = ceil_div(g.H, nb);
+    if (g.N * p.ngroups * ceil_div(g.H, hb_try) % nt == 0) {
+      hb = hb_try;
+      break;
+    }
+  }
   p.hb = hb;
   p.nhb = ceil_div(g.H, hb);
   p.xe_rows = std::min<int64_t>(g.Hin, (hb - 1 + g.kh) / g.sh + 2);
@@ -437,8 +459,10 @@ void fwd_impl(const Geometry& g, const T* x, const int64_t* x_strides, const T* 
     }
   };
   // The separable task reads no weight vectors (its factors are sep_a, sep_b).
+  // Depthwise tasks are equal blocks of rows, in output order.
   run(nt, p.sep_a != nullptr ? 0 : nvec, fill_vectors, ntasks,
-      [&](int64_t task, int tid) { k.fwd(p, task, scr + tid * scratch); });
+      [&](int64_t task, int tid) { k.fwd(p, task, scr + tid * scratch); },
+      depthwise ? Schedule::kStatic : Schedule::kDynamic);
 }
 
 // ------------------------------------------------------------------------------------------
