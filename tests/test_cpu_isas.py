@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -144,6 +145,58 @@ def test_every_set_matches_the_reference_on_the_fcn8s_head_at_500(isa):
     x = torch.randn(1, 21, 70, 70, generator=g)
     weight = bilinear_weight(21, 21, 16)
     with use_cpu_isa(isa):
+        out = fcnfast.upsample_crop_add(x, weight, 8, offset=31, size=(500, 500), backend="cpp")
+    want = upsample_crop_add_reference(x.double(), weight.double(), 8, offset=31, size=(500, 500))
+    assert ((out.double() - want).abs().max() / want.abs().max()).item() < 1e-6
+
+
+# --- non-temporal stores for outputs larger than the last-level cache ---------------------
+
+
+@contextmanager
+def _stream_from(nbytes: int):
+    """Outputs of at least ``nbytes`` take the streamed rows inside the block."""
+    before = _C().stream_min_bytes()
+    _C().set_stream_min_bytes(nbytes)
+    try:
+        yield
+    finally:
+        _C().set_stream_min_bytes(before)
+
+
+def test_stream_threshold_defaults_to_a_cache_size_and_refuses_negatives():
+    assert _C().stream_min_bytes() >= 1 << 20
+    with pytest.raises(ValueError, match="stream_min_bytes must be >= 0, got -1"):
+        _C().set_stream_min_bytes(-1)
+
+
+@pytest.mark.skipif("avx512" not in cpu_isas(), reason="streamed rows are part of the AVX-512 set")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("width", [1, 5, 15, 16, 17, 29, 45])  # rows shorter than, equal to, and across blocks
+@pytest.mark.parametrize("skip_layout", [None, "contiguous", "channels_last"])
+def test_streamed_rows_equal_the_cached_ones_bit_for_bit(dtype, width, skip_layout):
+    """Every row's start sits at another offset within its 64-byte block (rows of odd widths,
+    batch 2): the streamed rows must write the same values, in the same order of sums, as the
+    cached ones, including both partial blocks and rows with no whole block."""
+    x, weight, stride, kw = _bilinear_head(dtype, skip=skip_layout is not None)
+    kw["size"] = (kw["size"][0], width)
+    if skip_layout == "channels_last":
+        kw["skip"] = kw["skip"].contiguous(memory_format=torch.channels_last)
+    with use_cpu_isa("avx512"):
+        with _stream_from(1 << 62):
+            cached = fcnfast.upsample_crop_add(x, weight, stride, depthwise=True, backend="cpp", **kw)
+        with _stream_from(0):
+            streamed = fcnfast.upsample_crop_add(x, weight, stride, depthwise=True, backend="cpp", **kw)
+    assert torch.equal(streamed, cached)
+    assert_matches_reference(streamed, x, weight, stride, kw, what=f"streamed rows, width {width}")
+
+
+@pytest.mark.skipif("avx512" not in cpu_isas(), reason="streamed rows are part of the AVX-512 set")
+def test_streamed_rows_on_the_fcn8s_head_at_500_batch_2():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 21, 70, 70, generator=g)
+    weight = bilinear_weight(21, 21, 16)
+    with use_cpu_isa("avx512"), _stream_from(0):
         out = fcnfast.upsample_crop_add(x, weight, 8, offset=31, size=(500, 500), backend="cpp")
     want = upsample_crop_add_reference(x.double(), weight.double(), 8, offset=31, size=(500, 500))
     assert ((out.double() - want).abs().max() / want.abs().max()).item() < 1e-6

@@ -20,6 +20,11 @@ PYBIND11_MODULE(_C, m) {
   m.def("available_isas", &cpu::available_isas,
         "Instruction sets of the C++ kernels this CPU runs, in order of preference");
   m.def("current_isa", &cpu::current_isa_name, "The instruction set the C++ kernels use now");
+  m.def("stream_min_bytes", &cpu::stream_min_bytes,
+        "Outputs of at least this many bytes are written with non-temporal stores where the "
+        "kernels can (default: this CPU's last-level cache)");
+  m.def("set_stream_min_bytes", &cpu::set_stream_min_bytes, py::arg("bytes"),
+        "Sets stream_min_bytes (0: always stream; tests)");
   m.def("set_isa", &cpu::set_isa, py::arg("name"),
         "Switch the C++ kernels to an instruction set of available_isas() (tests compare them)");
   m.def(

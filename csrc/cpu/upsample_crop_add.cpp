@@ -23,6 +23,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -154,6 +155,30 @@ Isa detect_isa() {
 }
 
 std::atomic<int> g_isa{-1};  // -1: not chosen yet
+
+// The last-level cache of cpu0 in bytes (Linux sysfs: "32768K"), or 32 MiB where unreadable.
+// sysconf's figure is not used: in a VM it can be the whole socket's (384 MiB on the 2-core
+// AMD EPYC, whose two cores share one 32 MiB L3).
+int64_t last_level_cache_bytes() {
+#if defined(__linux__)
+  for (int index = 3; index >= 2; --index) {
+    const std::string path = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(index) + "/size";
+    if (FILE* f = std::fopen(path.c_str(), "r")) {
+      long long value = 0;
+      char unit = 0;
+      const int got = std::fscanf(f, "%lld%c", &value, &unit);
+      std::fclose(f);
+      if (got >= 1 && value > 0) {
+        const int64_t scale = unit == 'K' ? 1 << 10 : unit == 'M' ? 1 << 20 : unit == 'G' ? 1 << 30 : 1;
+        return value * scale;
+      }
+    }
+  }
+#endif
+  return int64_t(32) << 20;
+}
+
+std::atomic<int64_t> g_stream_min{-1};  // -1: not read yet
 
 Isa current_isa() {
   int v = g_isa.load(std::memory_order_relaxed);
@@ -369,6 +394,7 @@ void fwd_impl(const Geometry& g, const T* x, const int64_t* x_strides, const T* 
   carve.reserve(&sep_b, depthwise ? g.Cout * g.kw : 0);
   carve.commit(detail::arena());
   p.sep_a = p.sep_b = nullptr;
+  p.stream = false;
 
   // Column taps (shared index math): slot t = kx / sw of each tap of output column w.
   for (int64_t e = 0; e < p.Tc * Wc; ++e) jtab1[e] = 0;
@@ -423,6 +449,7 @@ void fwd_impl(const Geometry& g, const T* x, const int64_t* x_strides, const T* 
       rank1_channels(weight, g.Cout, g.kh, g.kw, true, sep_a, sep_b)) {
     p.sep_a = sep_a;
     p.sep_b = sep_b;
+    p.stream = int64_t(sizeof(T)) * g.N * g.Cout * g.H * g.W >= stream_min_bytes();
   }
 
   // Weight vectors, e = (((phy * Cout + co) * Tr + rslot) * Tc + t) * Cin' + ci': kernel row
@@ -649,6 +676,22 @@ void set_isa(const std::string& name) {
     throw std::invalid_argument("fcnfast C++ kernels: this CPU cannot run instruction set '" +
                                 name + "'");
   g_isa.store(static_cast<int>(isa), std::memory_order_relaxed);
+}
+
+int64_t stream_min_bytes() {
+  int64_t v = g_stream_min.load(std::memory_order_relaxed);
+  if (v < 0) {
+    v = last_level_cache_bytes();
+    g_stream_min.store(v, std::memory_order_relaxed);
+  }
+  return v;
+}
+
+void set_stream_min_bytes(int64_t bytes) {
+  if (bytes < 0)
+    throw std::invalid_argument("fcnfast C++ kernels: stream_min_bytes must be >= 0, got " +
+                                std::to_string(bytes));
+  g_stream_min.store(bytes, std::memory_order_relaxed);
 }
 
 bool rank1_filters(int dtype, const void* filters, int64_t C, int64_t kh, int64_t kw) {

@@ -77,7 +77,11 @@ struct FwdPlan {
   // per output instead of Tr * Tc.
   const T* sep_a;        // [Cout][kh]
   const T* sep_b;        // [Cout][kw]
+  // The separable task writes its rows' whole 64-byte blocks with non-temporal stores: set for
+  // outputs of at least cpu::stream_min_bytes(), too large to stay in the last-level cache.
+  bool stream;
 };
+
 
 // Backward: grad_out rows are read through zero-padded copies GP[row][p], p = j*sw + kx,
 // holding grad_out[row, p - ox] inside the window [ox, ox + W) and 0 outside (the columns

@@ -47,6 +47,13 @@ std::vector<std::string> available_isas();
 std::string current_isa_name();
 void set_isa(const std::string& name);  // std::invalid_argument if unknown or not runnable here
 
+// Outputs of at least this many bytes are written with non-temporal stores where the kernel
+// can (the AVX-512 separable depthwise rows): by default the last-level cache of cpu0 as
+// Linux reports it (32 MiB where it cannot be read), since such an output does not stay in
+// the cache anyway. set_stream_min_bytes overrides it (0: always; tests force the path so).
+int64_t stream_min_bytes();
+void set_stream_min_bytes(int64_t bytes);  // std::invalid_argument if negative
+
 // Whether the depthwise task computes these filters (C of kh x kw, dtype code) through exact
 // rank-1 factors: every filter equals the outer product of two vectors bit for bit.
 bool rank1_filters(int dtype, const void* filters, int64_t C, int64_t kh, int64_t kw);
