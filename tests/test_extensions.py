@@ -28,6 +28,16 @@ def test_tap_range_matches_brute_force(C):
                 assert taps == _brute_force_taps(o, k, s, n), (o, k, s, n)
 
 
+def test_tap_sweep_steps_through_tap_range(C):
+    """The division-free sweep the CPU kernels plan with, from negative starts too."""
+    for k, s in [(4, 2), (16, 8), (64, 32), (63, 32), (3, 2), (5, 3), (1, 1), (2, 3)]:
+        for n in (1, 2, 5):
+            for o0 in (-2 * k - 1, -k, -1, 0, 1, s + 1, 3 * s + 2):
+                length = (n - 1) * s + 2 * k + 4
+                expected = [tuple(C.tap_range(o0 + i, k, s, n)) for i in range(length)]
+                assert [tuple(t) for t in C.tap_sweep(o0, k, s, n, length)] == expected, (o0, k, s, n)
+
+
 def test_phase_decomposition_two_taps_when_k_is_2s(C):
     for s in (2, 8, 16, 32):
         for o in range(s, 5 * s):  # interior positions of a 6-pixel input

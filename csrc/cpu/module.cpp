@@ -44,6 +44,18 @@ PYBIND11_MODULE(_C, m) {
       },
       "Shared index math (index_math.h): (first input index, tap count, first kernel index)");
   m.def(
+      "tap_sweep",
+      [](int64_t o0, int64_t k, int64_t s, int64_t in_size, int64_t n) {
+        TapSweep sweep(o0, k, s, in_size);
+        py::list out;
+        for (int64_t i = 0; i < n; ++i) {
+          const TapRange r = sweep.next();
+          out.append(py::make_tuple(r.first, r.count, r.k0));
+        }
+        return out;
+      },
+      "Shared index math (index_math.h): tap_range of o0, o0 + 1, .. (n positions), by TapSweep");
+  m.def(
       "kernel_range",
       [](int64_t i, int64_t k, int64_t s, int64_t offset, int64_t size) {
         const KernelRange r = kernel_range(i, k, s, offset, size);
