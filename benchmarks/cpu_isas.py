@@ -6,6 +6,10 @@ with the write floor (allocating and filling the stage's output), in one process
 medians of per-round ratios (each round times every entry once, so a pair shares the machine's
 state, which on a small shared CPU drifts by 2-3x within minutes). ``-o`` writes JSON.
 
+Where the stage's output is at least ``fcnfast._C.stream_min_bytes()`` (the last-level cache), the
+AVX-512 set writes it with non-temporal stores; an extra entry, ``avx512-cached``, then times the
+same set with that switched off, side by side.
+
 ``--preallocated`` times the C++ kernel alone instead, writing into one output allocated in
 advance, against ``fill_`` of that same output: no Python dispatch, no allocation, and the same
 memory for every entry (on a CPU whose L3 holds the output, freshly allocated outputs may
@@ -33,12 +37,14 @@ from fcnfast.reference import bilinear_weight
 
 NUM_CLASSES = 21
 FLOOR = "write-floor"
+CACHED = "avx512-cached"  # the AVX-512 set with its non-temporal stores switched off
+NEVER = 1 << 62  # a stream_min_bytes no output reaches
 
 
 def stage_call(stage: str, size: int, batch: int, preallocated: bool):
-    """(op, floor) closures for one FCN-8s head stage with bilinear filters: the fused op and
-    allocating + filling its output, or (preallocated) the C++ kernel and ``fill_`` writing into
-    one output allocated here."""
+    """(op, floor, output bytes) for one FCN-8s head stage with bilinear filters: closures for the
+    fused op and allocating + filling its output, or (preallocated) the C++ kernel and ``fill_``
+    writing into one output allocated here."""
     st = next(s for s in head_stage_shapes("fcn8s", (size, size), batch, NUM_CLASSES) if s["name"] == stage)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(st["x_shape"], generator=gen)
@@ -51,7 +57,7 @@ def stage_call(stage: str, size: int, batch: int, preallocated: bool):
 
     out = op()
     if not preallocated:
-        return op, lambda: torch.empty(out.shape).fill_(1.0)
+        return op, lambda: torch.empty(out.shape).fill_(1.0), out.nbytes
     geom = resolve_geometry(x, weight, None, skip, st["stride"], st["offset"], st["size"], st["skip_offset"])
     args = (geometry_list(geom), DTYPE_CODES[x.dtype], x.data_ptr(), strides(x), weight.data_ptr(), 0, ptr(skip),
             strides(skip), out.data_ptr(), True)
@@ -62,7 +68,7 @@ def stage_call(stage: str, size: int, batch: int, preallocated: bool):
         _C.upsample_crop_add_fwd(*args, torch.get_num_threads())
         return operands
 
-    return kernel, lambda: out.fill_(1.0)
+    return kernel, lambda: out.fill_(1.0), out.nbytes
 
 
 def main(argv=None) -> dict:
@@ -79,13 +85,17 @@ def main(argv=None) -> dict:
     keep_freed_memory()  # as the cpp backend does at its first large output, for every entry alike
     isas = list(_C.available_isas())
     before = _C.current_isa()
-    results = {"isas": isas, "default_isa": before, "size": args.size, "batch": args.batch, "rounds": args.rounds,
+    stream_min = _C.stream_min_bytes()
+    results = {"isas": isas, "default_isa": before, "stream_min_bytes": stream_min, "size": args.size, "batch": args.batch, "rounds": args.rounds,
                "reps": args.reps, "preallocated": args.preallocated, "environment": environment("cpu"), "stages": {}}
     try:
         with torch.inference_mode():
             for stage in ("upscore2", "upscore_pool4", "upscore8"):
-                op, floor = stage_call(stage, args.size, args.batch, args.preallocated)
+                op, floor, out_bytes = stage_call(stage, args.size, args.batch, args.preallocated)
                 calls = {isa: (lambda isa=isa: (_C.set_isa(isa), op())) for isa in isas}
+                if "avx512" in isas and out_bytes >= stream_min:
+                    calls[CACHED] = lambda: (_C.set_isa("avx512"), _C.set_stream_min_bytes(NEVER), op(),
+                                             _C.set_stream_min_bytes(stream_min))
                 calls[FLOOR] = floor
                 per_round = alternating_rounds(calls, args.rounds, args.reps)
                 ms = {k: statistics.median(v) * 1e3 for k, v in per_round.items()}
@@ -93,17 +103,19 @@ def main(argv=None) -> dict:
                 def ratio(a, b):
                     return statistics.median(x / y for x, y in zip(per_round[a], per_round[b]))
 
+                timed = [k for k in calls if k != FLOOR]
                 results["stages"][stage] = {
                     "ms_per_call": ms,
-                    "x_floor": {isa: ratio(isa, FLOOR) for isa in isas},
+                    "x_floor": {isa: ratio(isa, FLOOR) for isa in timed},
                     "x_generic": {isa: ratio(isa, "generic") for isa in isas},
                     "x_avx2": {isa: ratio(isa, "avx2") for isa in isas} if "avx2" in isas else None,
                 }
-                cells = "  ".join(f"{isa} {ms[isa]:.3f} ms ({ratio(isa, FLOOR):.2f}x floor)" for isa in isas)
+                cells = "  ".join(f"{isa} {ms[isa]:.3f} ms ({ratio(isa, FLOOR):.2f}x floor)" for isa in timed)
                 rel = f"  avx512/avx2 {ratio('avx512', 'avx2'):.2f}" if {"avx2", "avx512"} <= set(isas) else ""
                 print(f"{stage:14s} b{args.batch} {args.size}: {cells}  floor {ms[FLOOR]:.3f} ms{rel}")
     finally:
         _C.set_isa(before)
+        _C.set_stream_min_bytes(stream_min)
     if args.output:
         with open(args.output, "w") as f:
             json.dump(results, f, indent=1)
