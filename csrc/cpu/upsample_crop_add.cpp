@@ -5,13 +5,14 @@
 //  - upsample_crop_add_kernels.h: the task bodies, compiled three times: here for the
 //    build's -march (x86-64-v2 on x86), in upsample_crop_add_avx2.cpp for AVX2+FMA and in
 //    upsample_crop_add_avx512.cpp for AVX-512 (GCC on x86-64); the best set the CPU runs is
-//    used (FCNFAST_CPU_ISA=generic|avx2 caps it; set_isa switches, for tests).
+//    used (FCNFAST_CPU_ISA=generic|avx2|avx512 caps it; set_isa switches, for tests).
 //  - this file: the per-thread arena and the entry points. Each entry point plans the call,
-//    fills the per-call tables (column taps from tap_range; weights re-laid out), then runs
+//    fills the per-call tables (column taps from TapSweep; weights re-laid out), then runs
 //    one OpenMP parallel region: a static loop that fills the weight vectors / padded
 //    weights / packed input, a barrier, and a loop over independent tasks (dynamic, or
-//    static for the equal depthwise ones), each writing a disjoint part of the output. Nothing inside a parallel region allocates or
-//    throws, and results do not depend on the thread count (bitwise).
+//    static for the equal depthwise ones), each writing a disjoint part of the output.
+//    Nothing inside a parallel region allocates or throws, and results do not depend on the
+//    thread count (bitwise).
 //
 // Tasks: forward (n, block of output rows) for dense weights, (n, channel, block of rows)
 // for depthwise ones; input gradient the same over input rows; weight gradient (group of

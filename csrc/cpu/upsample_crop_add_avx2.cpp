@@ -1,6 +1,7 @@
 // AVX2+FMA build of the C++ CPU upsample_crop_add task bodies (see upsample_crop_add.cpp,
 // which picks these at run time when the CPU has AVX2 and FMA). A separate translation unit
 // so that ninja compiles it in parallel with the generic one.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 

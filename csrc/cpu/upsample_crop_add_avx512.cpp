@@ -201,8 +201,8 @@ void sep_row_stream(const SepConsts<T, NC>& k, const T* const* H, const T* a, co
 
 // G output rows that read the same NR input rows (consecutive rows of one block of sh, which
 // differ only in their vertical factors a[g][q]), one after the other: the ring lookups and
-// factor gathering are paid once per group. Row g is at out + g * out_stride, its skip row
-// (if any) at base + g * base_stride.
+// factor gathering are paid once per group. Row g is at out + g * W (rows of one output plane
+// are contiguous), its skip row (if any) at base + g * base_stride.
 //
 // Measured alternatives, both slower on FCN-8s' upscore8 (2-core AMD EPYC): writing the G rows
 // a zmm column at a time (each H zmm loaded once for all G rows, but the stores then alternate
@@ -210,13 +210,13 @@ void sep_row_stream(const SepConsts<T, NC>& k, const T* const* H, const T* a, co
 // share the store queue with the output's, which is what the row waits on).
 template <class T, int NR, int NC>
 void sep_rows(const SepConsts<T, NC>& k, const T* const* H, const T* a, int64_t G, const T* base,
-              int64_t base_stride, T* out, int64_t out_stride, bool stream, int64_t W) {
+              int64_t base_stride, T* out, int64_t W, bool stream) {
   for (int64_t g = 0; g < G; ++g) {
     const T* b = base != nullptr ? base + g * base_stride : nullptr;
     if (stream)
-      sep_row_stream<T, NR, NC>(k, H, a + g * NR, b, out + g * out_stride, W);
+      sep_row_stream<T, NR, NC>(k, H, a + g * NR, b, out + g * W, W);
     else
-      sep_row<T, NR, NC>(k, H, a + g * NR, b, out + g * out_stride);
+      sep_row<T, NR, NC>(k, H, a + g * NR, b, out + g * W);
   }
 }
 
@@ -256,7 +256,7 @@ void fwd_sep_rows(const detail::FwdPlan<T>& p, const FwdTask& tk, int64_t i_lo, 
   int64_t ring_row[4];
   const int64_t hstride = k.npairs * 2 * V;
   for (int64_t s = 0; s < p.Tr; ++s) ring[s] = hbuf + s * hstride, ring_row[s] = -1;
-  const int64_t xp_row = p.Wp;  // slot0_rows
+  const int64_t xp_row = p.Wp;  // one padded row (slot 0) per input row
   const T* sep_a = p.sep_a + c * g.kh;
   T* basebuf = hbuf + p.Tr * hstride;  // the skip row's copy, when its columns are strided
   // Skip rows are read in place when their columns are contiguous (then a group's rows are
@@ -288,30 +288,12 @@ void fwd_sep_rows(const detail::FwdPlan<T>& p, const FwdTask& tk, int64_t i_lo, 
     }
     const int64_t bs = p.ss[2];
     switch (row.count) {  // Tr * Tc <= detail::kDwMaxTaps
-      case 1: sep_rows<T, 1, NC>(k, H, a, G, base, bs, dst, g.W, p.stream, g.W); break;
-      case 2: sep_rows<T, 2, NC>(k, H, a, G, base, bs, dst, g.W, p.stream, g.W); break;
-      case 3: if constexpr (NC == 1) sep_rows<T, 3, NC>(k, H, a, G, base, bs, dst, g.W, p.stream, g.W); break;
-      default: if constexpr (NC == 1) sep_rows<T, 4, NC>(k, H, a, G, base, bs, dst, g.W, p.stream, g.W); break;
+      case 1: sep_rows<T, 1, NC>(k, H, a, G, base, bs, dst, g.W, p.stream); break;
+      case 2: sep_rows<T, 2, NC>(k, H, a, G, base, bs, dst, g.W, p.stream); break;
+      case 3: if constexpr (NC == 1) sep_rows<T, 3, NC>(k, H, a, G, base, bs, dst, g.W, p.stream); break;
+      default: if constexpr (NC == 1) sep_rows<T, 4, NC>(k, H, a, G, base, bs, dst, g.W, p.stream); break;
     }
     h += G;
-  }
-}
-
-// The padded input rows of channel c that upsample_row reads: slot 0 of build_padded_rows'
-// layout only (the slots are shifted copies; upsample_row shifts with its shuffles), one row
-// per Wp elements.
-template <class T>
-void slot0_rows(const detail::FwdPlan<T>& p, int64_t n, int64_t c, int64_t i_lo, int64_t nrows, T* xp) {
-  const int64_t Wp = p.Wp, lo = p.padL, Win = p.g.Win, xs3 = p.xs[3];
-  for (int64_t rr = 0; rr < nrows; ++rr) {
-    const T* src = p.x + n * p.xs[0] + c * p.xs[1] + (i_lo + rr) * p.xs[2];
-    T* dst = xp + rr * Wp;
-    std::fill(dst, dst + lo, T(0));
-    if (xs3 == 1)
-      std::copy(src, src + Win, dst + lo);
-    else
-      for (int64_t k = 0; k < Win; ++k) dst[lo + k] = src[k * xs3];
-    std::fill(dst + lo + Win, dst + Wp, T(0));
   }
 }
 
@@ -327,7 +309,7 @@ void fwd_sep_task(const detail::FwdPlan<T>& p, int64_t task, T* scratch) {
   T* xp = scratch;
   const uintptr_t after = reinterpret_cast<uintptr_t>(xp + p.xe_rows * p.Tc * p.Wp + 2 * detail::lanes<T>());
   T* hbuf = reinterpret_cast<T*>((after + 63) & ~uintptr_t(63));
-  slot0_rows(p, tk.n, tk.grp, i_lo, nrows, xp);
+  build_padded_rows(p, tk.n, tk.grp, 1, i_lo, nrows, 1, xp);  // slot 0 only
   if (p.Tc == 1)
     fwd_sep_rows<T, 1>(p, tk, i_lo, xp, hbuf);
   else

@@ -3,7 +3,8 @@
 // This file is deliberately NOT include-guarded: csrc/cpu/upsample_crop_add.cpp includes it
 // once per instruction set, inside a namespace (isa_generic, isa_avx2, isa_avx512) and, for
 // the x86 sets, under `#pragma GCC target(..)`, then picks one set at run time. It relies on the plan
-// structs and includes of that .cpp; it must not include system headers itself.
+// structs and includes of the .cpp that includes it (<algorithm>, <cstdint>); it must not
+// include system headers itself.
 //
 // Vectors are GCC vector extensions of 32 bytes (V = 8 floats / 4 doubles); on the generic
 // x86-64-v2 build the compiler splits them into SSE pairs, under the AVX2 pragma each is one
@@ -363,21 +364,25 @@ FCNFAST_AI const T* skip_row(const detail::FwdPlan<T>& p, int64_t n, int64_t co,
 }
 
 // Broadcast path: padded, per-slot shifted input rows XPt[row][t][ci][Wp] =
-// x[n, ci0 + ci, i_lo + row, k - padL - t] (zero outside the input); (row, slot, channel) is
-// the flat order of the taps.
+// x[n, ci0 + ci, i_lo + row, k - padL - t] (zero outside the input) for the first `slots`
+// slots (p.Tc: every tap's; 1: slot 0 only, which the AVX-512 separable rows shift with their
+// shuffles); (row, slot, channel) is the flat order of the taps.
 template <class T>
 void build_padded_rows(const detail::FwdPlan<T>& p, int64_t n, int64_t ci0, int64_t nci,
-                       int64_t i_lo, int64_t nrows, T* xe) {
-  const int64_t Wp = p.Wp, off = p.padL, Tc = p.Tc, Win = p.g.Win, xs3 = p.xs[3];
+                       int64_t i_lo, int64_t nrows, int64_t slots, T* xe) {
+  const int64_t Wp = p.Wp, off = p.padL, Win = p.g.Win, xs3 = p.xs[3];
   for (int64_t rr = 0; rr < nrows; ++rr)
-    for (int64_t t = 0; t < Tc; ++t)
+    for (int64_t t = 0; t < slots; ++t)
       for (int64_t ci = 0; ci < nci; ++ci) {
         const T* src = p.x + n * p.xs[0] + (ci0 + ci) * p.xs[1] + (i_lo + rr) * p.xs[2];
-        T* dst = xe + ((rr * Tc + t) * nci + ci) * Wp;
+        T* dst = xe + ((rr * slots + t) * nci + ci) * Wp;
         const int64_t lo = off + t, hi = off + t + Win;  // [lo, hi) holds x[0 .. Win)
-        for (int64_t k = 0; k < lo; ++k) dst[k] = T(0);
-        for (int64_t k = lo; k < hi; ++k) dst[k] = src[(k - lo) * xs3];
-        for (int64_t k = hi; k < Wp; ++k) dst[k] = T(0);
+        std::fill(dst, dst + lo, T(0));
+        if (xs3 == 1)
+          std::copy(src, src + Win, dst + lo);
+        else
+          for (int64_t k = lo; k < hi; ++k) dst[k] = src[(k - lo) * xs3];
+        std::fill(dst + hi, dst + Wp, T(0));
       }
 }
 
@@ -456,7 +461,7 @@ void fwd_dw_task(const detail::FwdPlan<T>& p, int64_t task, T* scratch) {
   input_rows(p, h0, h1, &i_lo, &nrows);
   T* xp = scratch;
   T* basebuf = xp + p.xe_rows * p.Tc * p.Wp;
-  build_padded_rows(p, n, c, 1, i_lo, nrows, xp);
+  build_padded_rows(p, n, c, 1, i_lo, nrows, p.Tc, xp);
 
   DwCols cols;
   cols.ws = p.wstart;
@@ -523,7 +528,7 @@ void fwd_task(const detail::FwdPlan<T>& p, int64_t task, T* scratch) {
   const int64_t xs3 = p.xs[3];
   int64_t xe_chunk = 0, xe_q = CW, xe_row = 0;
   if (p.bc) {
-    build_padded_rows(p, n, ci0, nci, i_lo, nrows, xe);
+    build_padded_rows(p, n, ci0, nci, i_lo, nrows, Tc, xe);
     xe_q = p.Wp;
     xe_row = Tc * nci * p.Wp;
   } else {

@@ -31,8 +31,8 @@ constexpr int kMaxNW = 8;  // bound on the vectors of one forward register tile
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
-// One output row's taps, resolved once per call (two integer divisions each, which per
-// (channel, row) cost as much as a depthwise row's arithmetic at small sizes): input rows
+// One output row's taps, resolved once per call (per (channel, row), tap_range's two integer
+// divisions cost as much as a depthwise row's arithmetic at small sizes): input rows
 // [first, first + count), and `wv`, the offset in wvec of its first weight vector for output
 // channel 0 (add co * Tr * Tc * Cin' * P * V for channel co), and `k0`, the kernel row of
 // its first tap (tap r has kernel row k0 - r * sh).
@@ -81,7 +81,6 @@ struct FwdPlan {
   // outputs of at least cpu::stream_min_bytes(), too large to stay in the last-level cache.
   bool stream;
 };
-
 
 // Backward: grad_out rows are read through zero-padded copies GP[row][p], p = j*sw + kx,
 // holding grad_out[row, p - ox] inside the window [ox, ox + W) and 0 outside (the columns
