@@ -38,6 +38,15 @@ def test_tap_sweep_steps_through_tap_range(C):
                 assert [tuple(t) for t in C.tap_sweep(o0, k, s, n, length)] == expected, (o0, k, s, n)
 
 
+def test_index_math_bindings_refuse_a_zero_stride(C):
+    with pytest.raises(ValueError, match="kernel size and stride must be >= 1, got k=4, s=0"):
+        C.tap_range(0, 4, 0, 5)
+    with pytest.raises(ValueError, match="kernel size and stride must be >= 1, got k=4, s=0"):
+        C.tap_sweep(0, 4, 0, 5, 3)
+    with pytest.raises(ValueError, match="tap_sweep: n must be >= 0, got -1"):
+        C.tap_sweep(0, 4, 2, 5, -1)
+
+
 def test_phase_decomposition_two_taps_when_k_is_2s(C):
     for s in (2, 8, 16, 32):
         for o in range(s, 5 * s):  # interior positions of a 6-pixel input

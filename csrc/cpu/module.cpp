@@ -39,6 +39,7 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "tap_range",
       [](int64_t o, int64_t k, int64_t s, int64_t in_size) {
+        check_axis(k, s);
         const TapRange r = tap_range(o, k, s, in_size);
         return py::make_tuple(r.first, r.count, r.k0);
       },
@@ -46,6 +47,8 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "tap_sweep",
       [](int64_t o0, int64_t k, int64_t s, int64_t in_size, int64_t n) {
+        check_axis(k, s);
+        if (n < 0) throw std::invalid_argument("tap_sweep: n must be >= 0, got " + std::to_string(n));
         TapSweep sweep(o0, k, s, in_size);
         py::list out;
         for (int64_t i = 0; i < n; ++i) {

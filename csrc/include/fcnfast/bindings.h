@@ -29,6 +29,13 @@ inline Geometry geometry_from(const std::vector<int64_t>& v) {
   return g;
 }
 
+// One axis of the index-math bindings: a zero stride would divide by zero.
+inline void check_axis(int64_t k, int64_t s) {
+  if (k < 1 || s < 1)
+    throw std::invalid_argument("kernel size and stride must be >= 1, got k=" + std::to_string(k) +
+                                ", s=" + std::to_string(s));
+}
+
 inline std::array<int64_t, 4> strides_from(const std::vector<int64_t>& v, const char* what) {
   FCNFAST_CHECK_LEN(v, 4, what);
   return {v[0], v[1], v[2], v[3]};
