@@ -15,12 +15,18 @@ advance, against ``fill_`` of that same output: no Python dispatch, no allocatio
 memory for every entry (on a CPU whose L3 holds the output, freshly allocated outputs may
 alternate between two blocks that together do not fit).
 
+``--baseline PATH`` (with ``--preallocated``) adds the default set of another build of the
+extension, ``PATH`` to a copy of its ``_C*.so`` (e.g. one built at an earlier commit), as the entry
+``baseline``: a kernel change measured against its predecessor side by side, in one process.
+
     python benchmarks/cpu_isas.py --size 500 --batch 1 -o benchmarks/results/cpu-amd-epyc/cpu_isas-500-b1.json
+    python benchmarks/cpu_isas.py --preallocated --baseline /tmp/old/_C.so
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 
 import statistics
@@ -41,10 +47,27 @@ CACHED = "avx512-cached"  # the AVX-512 set with its non-temporal stores switche
 NEVER = 1 << 62  # a stream_min_bytes no output reaches
 
 
-def stage_call(stage: str, size: int, batch: int, preallocated: bool):
+BASELINE = "baseline"  # the default set of another build of _C (--baseline)
+
+
+def load_extension(path: str):
+    """Another build of ``fcnfast._C``, imported from the file ``path`` beside the installed one."""
+    spec = importlib.util.spec_from_file_location("fcnfast_baseline._C", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"--baseline {path}: not a loadable extension module")
+    try:
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    except ImportError as e:
+        raise SystemExit(f"--baseline {path}: {e}") from None
+    return module
+
+
+def stage_call(stage: str, size: int, batch: int, preallocated: bool, extensions=(_C,)):
     """(op, floor, output bytes) for one FCN-8s head stage with bilinear filters: closures for the
     fused op and allocating + filling its output, or (preallocated) the C++ kernel and ``fill_``
-    writing into one output allocated here."""
+    writing into one output allocated here; then ``op`` is a list, one kernel per module of
+    ``extensions`` (builds of ``fcnfast._C``)."""
     st = next(s for s in head_stage_shapes("fcn8s", (size, size), batch, NUM_CLASSES) if s["name"] == stage)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(st["x_shape"], generator=gen)
@@ -64,11 +87,13 @@ def stage_call(stage: str, size: int, batch: int, preallocated: bool):
 
     operands = (x, weight, skip, out)  # args holds their addresses only: keep them alive with the closure
 
-    def kernel():
-        _C.upsample_crop_add_fwd(*args, torch.get_num_threads())
-        return operands
+    def kernel(module):
+        def run():
+            module.upsample_crop_add_fwd(*args, torch.get_num_threads())
+            return operands
+        return run
 
-    return kernel, lambda: out.fill_(1.0), out.nbytes
+    return [kernel(m) for m in extensions], lambda: out.fill_(1.0), out.nbytes
 
 
 def main(argv=None) -> dict:
@@ -79,20 +104,31 @@ def main(argv=None) -> dict:
     parser.add_argument("--reps", type=int, default=20, help="timed calls per entry and round (default 20)")
     parser.add_argument("--preallocated", action="store_true",
                         help="time the C++ kernel alone into one preallocated output, against fill_ of it")
+    parser.add_argument("--baseline", metavar="PATH",
+                        help="with --preallocated: also time this other build of fcnfast._C (a _C*.so)")
     parser.add_argument("-o", "--output", help="write the results as JSON here")
     args = parser.parse_args(argv)
+    if args.baseline and not args.preallocated:
+        parser.error("--baseline needs --preallocated (it times the kernels alone)")
+    baseline = load_extension(args.baseline) if args.baseline else None
 
     keep_freed_memory()  # as the cpp backend does at its first large output, for every entry alike
     isas = list(_C.available_isas())
     before = _C.current_isa()
     stream_min = _C.stream_min_bytes()
     results = {"isas": isas, "default_isa": before, "stream_min_bytes": stream_min, "size": args.size, "batch": args.batch, "rounds": args.rounds,
-               "reps": args.reps, "preallocated": args.preallocated, "environment": environment("cpu"), "stages": {}}
+               "reps": args.reps, "preallocated": args.preallocated, "baseline": args.baseline,
+               "environment": environment("cpu"), "stages": {}}
     try:
         with torch.inference_mode():
             for stage in ("upscore2", "upscore_pool4", "upscore8"):
-                op, floor, out_bytes = stage_call(stage, args.size, args.batch, args.preallocated)
+                extensions = (_C,) if baseline is None else (_C, baseline)
+                op, floor, out_bytes = stage_call(stage, args.size, args.batch, args.preallocated, extensions)
+                if args.preallocated:
+                    op, *baseline_op = op
                 calls = {isa: (lambda isa=isa: (_C.set_isa(isa), op())) for isa in isas}
+                if baseline is not None:
+                    calls[BASELINE] = baseline_op[0]
                 if "avx512" in isas and out_bytes >= stream_min:
                     calls[CACHED] = lambda: (_C.set_isa("avx512"), _C.set_stream_min_bytes(NEVER), op(),
                                              _C.set_stream_min_bytes(stream_min))
@@ -110,8 +146,12 @@ def main(argv=None) -> dict:
                     "x_generic": {isa: ratio(isa, "generic") for isa in isas},
                     "x_avx2": {isa: ratio(isa, "avx2") for isa in isas} if "avx2" in isas else None,
                 }
+                if baseline is not None:
+                    results["stages"][stage]["x_baseline"] = {isa: ratio(isa, BASELINE) for isa in isas}
                 cells = "  ".join(f"{isa} {ms[isa]:.3f} ms ({ratio(isa, FLOOR):.2f}x floor)" for isa in timed)
                 rel = f"  avx512/avx2 {ratio('avx512', 'avx2'):.2f}" if {"avx2", "avx512"} <= set(isas) else ""
+                if baseline is not None:
+                    rel += f"  {before}/baseline {ratio(before, BASELINE):.2f}"
                 print(f"{stage:14s} b{args.batch} {args.size}: {cells}  floor {ms[FLOOR]:.3f} ms{rel}")
     finally:
         _C.set_isa(before)

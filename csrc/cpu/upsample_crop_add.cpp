@@ -382,10 +382,9 @@ void fwd_impl(const Geometry& g, const T* x, const int64_t* x_strides, const T* 
   const int64_t nci = depthwise ? 1 : g.Cin;
   const int64_t Wc = p.nch * p.CW;
   const int64_t rows_elems = nci * p.xe_rows * p.Tc * std::max(Wc, p.Wp);
-  // + the separable task's upsampled rows: Tr of 2V-column blocks over [wstart, W), aligned.
-  const int64_t sep_rows = depthwise && k.rank1_dw ? p.Tr * round_up(g.W - p.wstart, 2 * V) + 64 : 0;
+  // The separable task's scratch (slot-0 rows, 2V of slack, a skip row) fits in the same.
   const int64_t scratch = round_up(rows_elems + (depthwise ? 1 : g.Cout) * Wc +
-                                       2 * detail::kMaxCB * detail::kMaxNW * V + g.Win + 1 + sep_rows,
+                                       2 * detail::kMaxCB * detail::kMaxNW * V + g.Win + 1,
                                    16);
   const int64_t nvec = g.sh * g.Cout * p.Tr * p.Tc * nci;  // weight vector groups of P*V
   const int64_t ntasks = g.N * p.ngroups * p.nhb;

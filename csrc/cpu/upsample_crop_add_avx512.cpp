@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "upsample_crop_add_plan.h"
 
@@ -35,22 +36,23 @@ static_assert(kFwdCB <= detail::kMaxCB && kFwdNW <= detail::kMaxNW, "tile bounds
 // exactly rank-1 (p.sep_a, p.sep_b; FCN-8s' bilinear upscore8 in fp32, stride 8 = V).
 //
 // With w[ky][kx] = a[ky] * b[kx], output row h of channel c is a sum over its input rows r
-// (taps q < NR, vertical factors a_q) of one upsampled row per input row:
-//   H_r[col] = sum_s x_r[J(col) - s] * b_s[col % sw]     (column slots s < NC)
-//   out[col] = skip + bias + sum_q a_q * H_{r_q}[col]
-// Each input row's H is built once per task and serves every output row that reads it
-// (sh * NR of them), so an output zmm of 2V columns costs NR loads and NR FMAs, against the
-// 4-tap rows' 2 * NR * NC broadcasts and FMAs. H is laid out in the output rows' zmm grid
-// (block i holds columns ws + 2V i ..), so each load of it is the same address and size as
-// the store that wrote it and forwards even while the row's output stores fill the store queue
-// (a row of vertical sums written as vectors and read back one column later did not, and was
-// slower than the 4-tap rows). One zmm of H is built from one load of the padded input row and
-// one vpermps per slot. Row ends use masked loads and stores, so no lane outside [0, W) is
-// touched.
+// (taps q < NR, vertical factors a_q) and column slots s < NC:
+//   out[col] = skip + bias + sum_s b_s[col % sw] * V[J(col) - s],  V[j] = sum_q a_q * x_{r_q}[j]
+// An output zmm of 2V columns (sw = V: two vectors) reads at most four consecutive input
+// columns. It loads that quad from each of its NR padded input rows, sums them vertically in
+// one xmm (ymm for fp64) multiply-add per row, and spreads the quad over its lanes with one
+// vpermps per slot and one FMA: NR small loads and NR + 2 NC vector operations per 16 outputs,
+// nothing written but the output. (An earlier version upsampled each input row once into a
+// ring of rows in the output's zmm grid and built an output zmm from two of them, 2 loads and
+// 2 FMAs; it wrote one zmm of upsampled row per 8 of output, and took 1.5-1.6x a fill_ of the
+// output against 1.35-1.4x for this one, kernel alone, 2-core AMD EPYC, side by side.)
+// The blocks follow the output row's 64-byte blocks, with masked loads and stores at the row's
+// two ends, so no lane outside [0, W) is touched.
 //
-// Summation order per output: (skip + bias), then the taps q = 0, 1, ..: fixed, so results do
-// not depend on the thread count. They differ in the last bits from the 4-tap rows, which add
-// the taps in another order.
+// Summation order per output: the vertical sums (q = 0, 1, ..), then (skip + bias), then the
+// slots s = 0, 1, ..: fixed, so results do not depend on the thread count or on whether the
+// stores stream. They differ in the last bits from the 4-tap rows, which add the taps in
+// another order.
 
 template <class T>
 struct Zmm;
@@ -68,10 +70,12 @@ struct Zmm<float> {
   static FCNFAST_ZI v fma(v a, v b, v c) { return _mm512_fmadd_ps(a, b, c); }
   static FCNFAST_ZI v mul(v a, v b) { return _mm512_mul_ps(a, b); }
   static FCNFAST_ZI v add(v a, v b) { return _mm512_add_ps(a, b); }
-  static __m512i index(const int* e) {  // 16 lane indices
-    return _mm512_set_epi32(e[15], e[14], e[13], e[12], e[11], e[10], e[9], e[8], e[7], e[6],
-                            e[5], e[4], e[3], e[2], e[1], e[0]);
-  }
+  typedef __m128 q;  // a quad: 4 elements
+  static FCNFAST_ZI q qset1(float s) { return _mm_set1_ps(s); }
+  static FCNFAST_ZI q qload(const float* p) { return _mm_loadu_ps(p); }
+  static FCNFAST_ZI q qmul(q a, q b) { return _mm_mul_ps(a, b); }
+  static FCNFAST_ZI q qfma(q a, q b, q c) { return _mm_fmadd_ps(a, b, c); }
+  static FCNFAST_ZI v widen(q a) { return _mm512_castps128_ps512(a); }  // lanes >= 4 undefined
 };
 template <>
 struct Zmm<double> {
@@ -87,178 +91,137 @@ struct Zmm<double> {
   static FCNFAST_ZI v fma(v a, v b, v c) { return _mm512_fmadd_pd(a, b, c); }
   static FCNFAST_ZI v mul(v a, v b) { return _mm512_mul_pd(a, b); }
   static FCNFAST_ZI v add(v a, v b) { return _mm512_add_pd(a, b); }
-  static __m512i index(const int* e) {  // 8 lane indices
-    return _mm512_set_epi64(e[7], e[6], e[5], e[4], e[3], e[2], e[1], e[0]);
-  }
+  typedef __m256d q;  // a quad: 4 elements
+  static FCNFAST_ZI q qset1(double s) { return _mm256_set1_pd(s); }
+  static FCNFAST_ZI q qload(const double* p) { return _mm256_loadu_pd(p); }
+  static FCNFAST_ZI q qmul(q a, q b) { return _mm256_mul_pd(a, b); }
+  static FCNFAST_ZI q qfma(q a, q b, q c) { return _mm256_fmadd_pd(a, b, c); }
+  static FCNFAST_ZI v widen(q a) { return _mm512_castpd256_pd512(a); }  // lanes >= 4 undefined
 };
 
-// Per (task, channel): the slot vectors, shuffles and edge masks shared by all its rows.
+// Lane indices of the separable rows for each alignment m < V (lanes l < 2V), the same for
+// every call: sel[m][s][l] = (m + l) / V + NC - 1 - s, the quad element that slot s reads;
+// rot[m][l] = (m + l) % V, the lane's column phase. 32-bit for vpermps, 64-bit for vpermpd.
+template <class T, int NC>
+struct SepIndex {
+  static constexpr int V = detail::lanes<T>();
+  typedef typename std::conditional<sizeof(T) == 4, int32_t, int64_t>::type I;
+  alignas(64) I sel[V][NC][2 * V];
+  alignas(64) I rot[V][2 * V];
+  constexpr SepIndex() : sel(), rot() {
+    for (int m = 0; m < V; ++m)
+      for (int l = 0; l < 2 * V; ++l) {
+        rot[m][l] = (m + l) % V;
+        for (int s = 0; s < NC; ++s) sel[m][s][l] = (m + l) / V + NC - 1 - s;
+      }
+  }
+};
+template <class T, int NC>
+inline constexpr SepIndex<T, NC> kSepIndex{};
+
+// Per (task, channel): for each alignment m < V of a block's first column within its vector,
+// the shuffles and horizontal factors of the block's lanes.
 template <class T, int NC>
 struct SepConsts {
-  typename Zmm<T>::v bw[NC];  // b_s twice (lanes of vector u, then of u + 1)
-  __m512i sel[NC];            // slot s: element NC - 1 - s (low half), NC - s (high half)
+  static constexpr int V = detail::lanes<T>();
+  typename Zmm<T>::v bw[V][NC];  // lane l: b_s at column phase (m + l) % V
+  __m512i sel[V][NC];            // lane l: element (m + l) / V + NC - 1 - s of the block's quad
   typename Zmm<T>::v bias;
-  typename Zmm<T>::mask m_first, m_last;  // lanes inside [0, W) of the first / last zmm
-  int64_t ws, npairs;                     // column of vector 0; zmm per row
+  int64_t ws;  // output column of vector 0 (-V < ws <= 0)
 };
 
-// H of one input row: x is its slot-0 padded row at vector 0's column (so slot s of vector u
-// reads x[u - s]); zmm i holds vectors 2i and 2i + 1.
-template <class T, int NC>
-void upsample_row(const SepConsts<T, NC>& k, const T* x, T* out) {
-  typedef Zmm<T> Z;
-  constexpr int V = detail::lanes<T>();
-  typename Z::v bw[NC];
-  __m512i sel[NC];
-  for (int s = 0; s < NC; ++s) bw[s] = k.bw[s], sel[s] = k.sel[s];
-  const int64_t npairs = k.npairs;
-  const T* __restrict src = x - (NC - 1);
-  T* __restrict H = out;
-  for (int64_t i = 0; i < npairs; ++i) {
-    const typename Z::v L = Z::load(src + 2 * i);
-    typename Z::v h = Z::mul(Z::perm(sel[0], L), bw[0]);
-    if constexpr (NC == 2) h = Z::fma(Z::perm(sel[1], L), bw[1], h);
-    Z::store(H + i * 2 * V, h);
-  }
-}
-
-// One output row from the H rows H[q] of its NR input rows, with vertical factors a[q].
-// Everything the loop reads besides H and the skip is copied into locals first: through `k`
+// One output row, from the slot-0 padded rows x[q] of its NR input rows (x[q][u] at vector u's
+// column) and their vertical factors a[q]. The zmm blocks follow the row's 64-byte blocks: the
+// row's head [0, c0) and tail are masked blocks, the whole blocks between them are written with
+// plain stores, or with non-temporal ones when NT (FwdPlan::stream: no read for ownership; at
+// batch 8, 168 MB, a streamed fill took 4.2 ms against 5.6-6.0 ms for a cached one on the
+// 2-core AMD EPYC). The same sums, in the same order, either way.
+// Everything the loop reads besides x and the skip is copied into locals first: through `k`
 // the compiler reloads it after every store.
-template <class T, int NR, int NC>
-void sep_row(const SepConsts<T, NC>& k, const T* const* H, const T* a, const T* base, T* out) {
+template <class T, int NR, int NC, bool NT>
+void sep_row(const SepConsts<T, NC>& k, const T* const* x, const T* a, const T* skip, T* out, int64_t W) {
   typedef Zmm<T> Z;
   typedef typename Z::v v;
-  constexpr int V = detail::lanes<T>();
-  v aw[NR];
-  const T* __restrict h[NR];
-#pragma GCC unroll 4
-  for (int q = 0; q < NR; ++q) aw[q] = Z::set1(a[q]), h[q] = H[q];
-  const v bias = k.bias;
-  const int64_t npairs = k.npairs;
-  const typename Z::mask m_first = k.m_first, m_last = k.m_last;
-  T* __restrict dst = out + k.ws;
-  const T* __restrict skip = base != nullptr ? base + k.ws : nullptr;
-  auto zmm = [&](int64_t i, bool edge, typename Z::mask m) __attribute__((always_inline)) {
-    const int64_t col = i * 2 * V;
-    v acc = bias;
-    if (skip != nullptr) acc = Z::add(edge ? Z::load(m, skip + col) : Z::load(skip + col), acc);
-#pragma GCC unroll 4
-    for (int q = 0; q < NR; ++q) acc = Z::fma(aw[q], Z::load(h[q] + col), acc);
-    if (edge)
-      Z::store(dst + col, m, acc);
-    else
-      Z::store(dst + col, acc);
-  };
-  if (npairs == 1) {
-    zmm(0, true, m_first & m_last);
-    return;
-  }
-  zmm(0, true, m_first);
-#pragma GCC unroll 2
-  for (int64_t i = 1; i + 1 < npairs; ++i) zmm(i, false, 0);
-  zmm(npairs - 1, true, m_last);
-}
-
-// sep_row for outputs that bypass the cache (FwdPlan::stream): the zmm grid is aligned to the
-// row's 64-byte blocks, which are written whole with non-temporal stores (no read for
-// ownership: at batch 8, 168 MB, a streamed fill took 4.2 ms against 5.6-6.0 ms for a cached
-// one on the 2-core AMD EPYC). The ends of the row, and rows shorter than a block, use masked
-// cached stores. H is read unaligned (column c is H[c - ws]); the sums are the same, in the
-// same order, as sep_row's.
-template <class T, int NR, int NC>
-void sep_row_stream(const SepConsts<T, NC>& k, const T* const* H, const T* a, const T* base, T* out,
-                    int64_t W) {
-  typedef Zmm<T> Z;
-  typedef typename Z::v v;
+  typedef typename Z::q q;
   typedef typename Z::mask mask;
-  constexpr int64_t L = 2 * detail::lanes<T>();  // elements per zmm / 64-byte block
-  v aw[NR];
-  const T* __restrict h[NR];
+  constexpr int64_t V = detail::lanes<T>(), L = 2 * V;  // L: elements per zmm / 64-byte block
+  q aq[NR];
+  const T* __restrict xr[NR];
 #pragma GCC unroll 4
-  for (int q = 0; q < NR; ++q) aw[q] = Z::set1(a[q]), h[q] = H[q] - k.ws;  // h[q][c]: column c
+  for (int r = 0; r < NR; ++r) aq[r] = Z::qset1(a[r]), xr[r] = x[r] - (NC - 1);
   const v bias = k.bias;
+  const int64_t ws = k.ws;
   T* __restrict dst = out;
-  const T* __restrict skip = base;
-  auto block = [&](int64_t c, bool part, mask m) __attribute__((always_inline)) {
-    v acc = bias;
-    if (skip != nullptr) acc = Z::add(part ? Z::load(m, skip + c) : Z::load(skip + c), acc);
+  // The block whose first lane is column c, at alignment m = (c - ws) % V, reads the quad of
+  // vertical sums from vector u = (c - ws) / V - (NC - 1) on: lane l, slot s selects vector
+  // u + (m + l) / V + NC - 1 - s of the row.
+  auto block = [&](int64_t c, int64_t u, const __m512i* sel, const v* bw, bool part, mask mk)
+      __attribute__((always_inline)) {
+    q s = Z::qmul(aq[0], Z::qload(xr[0] + u));
 #pragma GCC unroll 4
-    for (int q = 0; q < NR; ++q) acc = Z::fma(aw[q], part ? Z::load(m, h[q] + c) : Z::load(h[q] + c), acc);
+    for (int r = 1; r < NR; ++r) s = Z::qfma(aq[r], Z::qload(xr[r] + u), s);
+    const v sums = Z::widen(s);
+    v acc = bias;
+    if (skip != nullptr) acc = Z::add(part ? Z::load(mk, skip + c) : Z::load(skip + c), acc);
+#pragma GCC unroll 2
+    for (int t = 0; t < NC; ++t) acc = Z::fma(Z::perm(sel[t], sums), bw[t], acc);
     if (part)
-      Z::store(dst + c, m, acc);
-    else
+      Z::store(dst + c, mk, acc);
+    else if constexpr (NT)
       Z::stream(dst + c, acc);
+    else
+      Z::store(dst + c, acc);
   };
   const int64_t mis = static_cast<int64_t>(reinterpret_cast<uintptr_t>(out) / sizeof(T) % L);
   const int64_t c0 = std::min<int64_t>((L - mis) % L, W);  // first column of a whole block
-  if (c0 > 0) block(0, true, static_cast<mask>((uint64_t(1) << c0) - 1));
-  int64_t c = c0;
+  if (c0 > 0) block(0, 0, k.sel[-ws], k.bw[-ws], true, static_cast<mask>((uint64_t(1) << c0) - 1));
+  const int64_t m = (c0 - ws) % V;
+  __m512i sel[NC];
+  v bw[NC];
+  for (int t = 0; t < NC; ++t) sel[t] = k.sel[m][t], bw[t] = k.bw[m][t];
+  int64_t c = c0, u = (c0 - ws) / V;
 #pragma GCC unroll 2
-  for (; c + L <= W; c += L) block(c, false, 0);
-  if (c < W) block(c, true, static_cast<mask>((uint64_t(1) << (W - c)) - 1));
+  for (; c + L <= W; c += L, u += 2) block(c, u, sel, bw, false, 0);
+  if (c < W) block(c, u, sel, bw, true, static_cast<mask>((uint64_t(1) << (W - c)) - 1));
 }
 
 // G output rows that read the same NR input rows (consecutive rows of one block of sh, which
-// differ only in their vertical factors a[g][q]), one after the other: the ring lookups and
-// factor gathering are paid once per group. Row g is at out + g * W (rows of one output plane
-// are contiguous), its skip row (if any) at base + g * base_stride.
-//
-// Measured alternatives, both slower on FCN-8s' upscore8 (2-core AMD EPYC): writing the G rows
-// a zmm column at a time (each H zmm loaded once for all G rows, but the stores then alternate
-// between G rows), and building the next input row's H inside the group's last row (its stores
-// share the store queue with the output's, which is what the row waits on).
+// differ only in their vertical factors a[g][q]), one after the other. Row g is at out + g * W
+// (rows of one output plane are contiguous), its skip row (if any) at skip + g * skip_stride.
 template <class T, int NR, int NC>
-void sep_rows(const SepConsts<T, NC>& k, const T* const* H, const T* a, int64_t G, const T* base,
-              int64_t base_stride, T* out, int64_t W, bool stream) {
+void sep_rows(const SepConsts<T, NC>& k, const T* const* x, const T* a, int64_t G, const T* skip,
+              int64_t skip_stride, T* out, int64_t W, bool stream) {
   for (int64_t g = 0; g < G; ++g) {
-    const T* b = base != nullptr ? base + g * base_stride : nullptr;
+    const T* s = skip != nullptr ? skip + g * skip_stride : nullptr;
     if (stream)
-      sep_row_stream<T, NR, NC>(k, H, a + g * NR, b, out + g * W, W);
+      sep_row<T, NR, NC, true>(k, x, a + g * NR, s, out + g * W, W);
     else
-      sep_row<T, NR, NC>(k, H, a + g * NR, b, out + g * W);
+      sep_row<T, NR, NC, false>(k, x, a + g * NR, s, out + g * W, W);
   }
 }
 
 template <class T, int NC>
 void fwd_sep_rows(const detail::FwdPlan<T>& p, const FwdTask& tk, int64_t i_lo, const T* xp,
-                  T* hbuf) {
+                  T* basebuf) {
   typedef Zmm<T> Z;
   constexpr int V = detail::lanes<T>();
   const Geometry& g = p.g;
   const int64_t c = tk.grp;
   SepConsts<T, NC> k;
   const T* b = p.sep_b + c * g.kw;
-  T twice[2 * V];
-  int idx[2 * V];
-  for (int s = 0; s < NC; ++s) {
-    for (int l = 0; l < 2 * V; ++l) {
-      twice[l] = b[s * V + l % V];
-      idx[l] = NC - 1 - s + l / V;
+  const SepIndex<T, NC>& ix = kSepIndex<T, NC>;
+  T factors[2 * V];
+  for (int m = 0; m < V; ++m)
+    for (int s = 0; s < NC; ++s) {
+      for (int l = 0; l < 2 * V; ++l) factors[l] = b[s * V + ix.rot[m][l]];
+      k.bw[m][s] = Z::load(factors);
+      k.sel[m][s] = _mm512_load_si512(ix.sel[m][s]);
     }
-    k.bw[s] = Z::load(twice);
-    k.sel[s] = Z::index(idx);
-  }
   const T bias = p.bias ? p.bias[c] : T(0);
   k.bias = Z::set1(bias);
   k.ws = p.wstart;
-  k.npairs = (p.U + 1) / 2;
-  const int64_t last = k.ws + (k.npairs - 1) * 2 * V;
-  k.m_first = k.m_last = 0;
-  for (int l = 0; l < 2 * V; ++l) {
-    if (k.ws + l >= 0 && k.ws + l < g.W) k.m_first |= typename Z::mask(1) << l;
-    if (last + l >= 0 && last + l < g.W) k.m_last |= typename Z::mask(1) << l;
-  }
 
-  // A ring of Tr upsampled rows, slot r % Tr for input row r: a row's taps are consecutive
-  // input rows (at most Tr), and rows only move down.
-  T* ring[4];
-  int64_t ring_row[4];
-  const int64_t hstride = k.npairs * 2 * V;
-  for (int64_t s = 0; s < p.Tr; ++s) ring[s] = hbuf + s * hstride, ring_row[s] = -1;
-  const int64_t xp_row = p.Wp;  // one padded row (slot 0) per input row
   const T* sep_a = p.sep_a + c * g.kh;
-  T* basebuf = hbuf + p.Tr * hstride;  // the skip row's copy, when its columns are strided
   // Skip rows are read in place when their columns are contiguous (then a group's rows are
   // ss[2] apart); otherwise each is copied to basebuf, one row at a time.
   const int64_t max_group = p.skip == nullptr || p.ss[3] == 1 ? 8 : 1;
@@ -275,45 +238,39 @@ void fwd_sep_rows(const detail::FwdPlan<T>& p, const FwdTask& tk, int64_t i_lo, 
     while (G < max_group && h + G < tk.h1 && p.rows[h + G].first == row.first &&
            p.rows[h + G].count == row.count)
       ++G;
-    const T* H[4];
+    const T* x[4];
     T a[8 * 4];
     for (int64_t q = 0; q < row.count; ++q) {
-      const int64_t r = row.first + q, s = r % p.Tr;
-      if (ring_row[s] != r) {
-        upsample_row<T, NC>(k, xp + (r - i_lo) * xp_row + p.bcj[0], ring[s]);
-        ring_row[s] = r;
-      }
-      H[q] = ring[s];
+      x[q] = xp + (row.first + q - i_lo) * p.Wp + p.bcj[0];
       for (int64_t j = 0; j < G; ++j) a[j * row.count + q] = sep_a[p.rows[h + j].k0 - q * g.sh];
     }
     const int64_t bs = p.ss[2];
     switch (row.count) {  // Tr * Tc <= detail::kDwMaxTaps
-      case 1: sep_rows<T, 1, NC>(k, H, a, G, base, bs, dst, g.W, p.stream); break;
-      case 2: sep_rows<T, 2, NC>(k, H, a, G, base, bs, dst, g.W, p.stream); break;
-      case 3: if constexpr (NC == 1) sep_rows<T, 3, NC>(k, H, a, G, base, bs, dst, g.W, p.stream); break;
-      default: if constexpr (NC == 1) sep_rows<T, 4, NC>(k, H, a, G, base, bs, dst, g.W, p.stream); break;
+      case 1: sep_rows<T, 1, NC>(k, x, a, G, base, bs, dst, g.W, p.stream); break;
+      case 2: sep_rows<T, 2, NC>(k, x, a, G, base, bs, dst, g.W, p.stream); break;
+      case 3: if constexpr (NC == 1) sep_rows<T, 3, NC>(k, x, a, G, base, bs, dst, g.W, p.stream); break;
+      default: if constexpr (NC == 1) sep_rows<T, 4, NC>(k, x, a, G, base, bs, dst, g.W, p.stream); break;
     }
     h += G;
   }
 }
 
 // Output rows [h0, h1) of one (image, channel), as fwd_dw_task but separable. Scratch: the
-// padded input rows, then (64-byte aligned) the ring of upsampled rows, then the skip-row copy.
-// upsample_row's zmm loads of a padded row run up to 2V elements past its end, into the
-// scratch that follows, in lanes the shuffles never select.
+// padded input rows (slot 0 only), then the skip-row copy. A block's quad loads may run a few
+// elements past the end of the last padded row, into the scratch that follows, in lanes the
+// shuffles never select.
 template <class T>
 void fwd_sep_task(const detail::FwdPlan<T>& p, int64_t task, T* scratch) {
   const FwdTask tk = fwd_task_of(p, task);
   int64_t i_lo, nrows;
   input_rows(p, tk.h0, tk.h1, &i_lo, &nrows);
   T* xp = scratch;
-  const uintptr_t after = reinterpret_cast<uintptr_t>(xp + p.xe_rows * p.Tc * p.Wp + 2 * detail::lanes<T>());
-  T* hbuf = reinterpret_cast<T*>((after + 63) & ~uintptr_t(63));
+  T* basebuf = xp + p.xe_rows * p.Tc * p.Wp + 2 * detail::lanes<T>();
   build_padded_rows(p, tk.n, tk.grp, 1, i_lo, nrows, 1, xp);  // slot 0 only
   if (p.Tc == 1)
-    fwd_sep_rows<T, 1>(p, tk, i_lo, xp, hbuf);
+    fwd_sep_rows<T, 1>(p, tk, i_lo, xp, basebuf);
   else
-    fwd_sep_rows<T, 2>(p, tk, i_lo, xp, hbuf);
+    fwd_sep_rows<T, 2>(p, tk, i_lo, xp, basebuf);
   if (p.stream) _mm_sfence();  // the streamed stores are visible before the task counts as done
 }
 

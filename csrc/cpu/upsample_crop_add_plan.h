@@ -72,9 +72,8 @@ struct FwdPlan {
   int64_t Wp, padL;      // padded input row length, left padding
   // Exact rank-1 factors of every channel's filter, for a depthwise broadcast plan whose set
   // has a separable task (Kernels::rank1_dw; null otherwise): weight[c][c][ky][kx] ==
-  // sep_a[c][ky] * sep_b[c][kx] bit for bit, so each input row is upsampled once along its
-  // columns (by sep_b) and an output row is sum_r sep_a * (upsampled row r): Tr multiply-adds
-  // per output instead of Tr * Tc.
+  // sep_a[c][ky] * sep_b[c][kx] bit for bit, so an output row is its input rows summed with
+  // sep_a, then spread along its columns with sep_b (Tr + Tc multiply-adds instead of Tr * Tc).
   const T* sep_a;        // [Cout][kh]
   const T* sep_b;        // [Cout][kw]
   // The separable task writes its rows' whole 64-byte blocks with non-temporal stores: set for
