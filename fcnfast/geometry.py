@@ -43,6 +43,9 @@ class Geometry(NamedTuple):
 
 def pair(value: IntPair, name: str) -> Tuple[int, int]:
     """``3 -> (3, 3)``; ``(2, 3) -> (2, 3)``; anything else raises TypeError naming ``name``."""
+    # Fast path, taken by every call of the op (its wrapper passes lists of two ints).
+    if type(value) in (list, tuple) and len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
+        return (value[0], value[1])
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
     if isinstance(value, int) or isinstance(value, torch.SymInt):

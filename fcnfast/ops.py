@@ -74,9 +74,10 @@ def _all_finite(t: Tensor) -> bool:
     return math.isfinite(total.item())
 
 
-def _resolve_depthwise(weight: Tensor, depthwise: int, data: Tensor) -> bool:
+def _resolve_depthwise(weight: Tensor, depthwise: int, data: Tensor, check_data: bool = True) -> bool:
     """Whether the call takes the depthwise path; ``data`` is the tensor the weight multiplies
-    (x forward, grad_out for grad_x)."""
+    (x forward, grad_out for grad_x). ``check_data`` False leaves the finiteness test of ``data``
+    to the backend (``Backend.forward_checks_finite``)."""
     if depthwise == 0:
         return False
     diagonal = is_channel_diagonal(weight)
@@ -90,7 +91,7 @@ def _resolve_depthwise(weight: Tensor, depthwise: int, data: Tensor) -> bool:
     # conv_transpose2d's outputs exactly. (A non-finite weight is either off the diagonal, so
     # not diagonal, or on it, where both paths multiply it alike.) ``data`` is small next to the
     # output, so the check costs little.
-    return diagonal and _all_finite(data)
+    return diagonal and (not check_data or _all_finite(data))
 
 
 def _backend(requested: Optional[str], x: Tensor) -> backends.Backend:
@@ -124,7 +125,8 @@ def _forward_impl(
     """
     geom = resolve_geometry(x, weight, bias, skip, stride, offset, size, skip_offset)
     chosen = _backend(backend, x)
-    return chosen.forward(x, weight, bias, skip, geom, _resolve_depthwise(weight, depthwise, x))
+    use_depthwise = _resolve_depthwise(weight, depthwise, x, check_data=not chosen.forward_checks_finite)
+    return chosen.forward(x, weight, bias, skip, geom, use_depthwise)
 
 
 _upsample_crop_add_op = _register("upsample_crop_add", _forward_impl)

@@ -150,6 +150,38 @@ def test_every_set_matches_the_reference_on_the_fcn8s_head_at_500(isa):
     assert ((out.double() - want).abs().max() / want.abs().max()).item() < 1e-6
 
 
+@pytest.mark.parametrize("offset", range(9))  # every alignment of the first column in its vector
+def test_separable_rows_at_every_crop_offset(offset):
+    x, weight, stride, kw = _bilinear_head(torch.float32, skip=False)
+    kw.update(offset=offset, size=(20, 51))
+    out = fcnfast.upsample_crop_add(x, weight, stride, depthwise=True, backend="cpp", **kw)
+    assert_matches_reference(out, x, weight, stride, kw, what=f"separable rows at offset {offset}")
+
+
+# --- non-finite inputs on the depthwise paths -----------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("isa", cpu_isas())
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_each_set_redoes_a_non_finite_input_densely(isa, dtype, layout, value):
+    """The cpp backend leaves the finiteness test of x to its depthwise tasks (the op does not
+    sum x first): one non-finite value in one channel must reach every channel's outputs that
+    tap it, as conv_transpose2d's zero off-diagonal taps make it."""
+    x, weight, stride, kw = _bilinear_head(dtype)
+    x[1, 5, 4, 6] = value
+    if layout == "channels_last":  # strided columns
+        x = x.contiguous(memory_format=torch.channels_last)
+    with use_cpu_isa(isa):
+        out = fcnfast.upsample_crop_add(x, weight, stride, depthwise=True, backend="cpp", **kw)
+    want = upsample_crop_add_reference(x, weight, stride, **kw)
+    assert (~torch.isfinite(want[1])).any(dim=(1, 2)).all(), "the reference spreads the value to every channel"
+    assert torch.equal(torch.isnan(out), torch.isnan(want)) and torch.equal(torch.isinf(out), torch.isinf(want))
+    finite = torch.isfinite(want)
+    torch.testing.assert_close(out[finite], want[finite])
+
+
 # --- non-temporal stores for outputs larger than the last-level cache ---------------------
 
 

@@ -31,6 +31,7 @@
 #include <numeric>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "fcnfast/index_math.h"
@@ -405,6 +406,8 @@ void fwd_impl(const Geometry& g, const T* x, const int64_t* x_strides, const T* 
   carve.commit(detail::arena());
   p.sep_a = p.sep_b = nullptr;
   p.stream = false;
+  std::atomic<bool> nonfinite{false};
+  p.nonfinite = &nonfinite;
 
   // Column taps (shared index math): slot t = kx / sw of each tap of output column w.
   for (int64_t e = 0; e < p.Tc * Wc; ++e) jtab1[e] = 0;
@@ -502,6 +505,10 @@ void fwd_impl(const Geometry& g, const T* x, const int64_t* x_strides, const T* 
   run(nt, p.sep_a != nullptr ? 0 : nvec, fill_vectors, ntasks,
       [&](int64_t task, int tid) { k.fwd(p, task, scr + tid * scratch); },
       depthwise ? Schedule::kStatic : Schedule::kDynamic);
+  // A NaN or an infinity in an input row a depthwise task read: the dense path multiplies the
+  // zero off-diagonal taps too, as conv_transpose2d does, and overwrites every output.
+  if (nonfinite.load(std::memory_order_relaxed))
+    fwd_impl(g, x, x_strides, weight, bias, skip, skip_strides, out, false, num_threads);
 }
 
 // ------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "upsample_crop_add_plan.h"
@@ -266,6 +267,7 @@ void fwd_sep_task(const detail::FwdPlan<T>& p, int64_t task, T* scratch) {
   input_rows(p, tk.h0, tk.h1, &i_lo, &nrows);
   T* xp = scratch;
   T* basebuf = xp + p.xe_rows * p.Tc * p.Wp + 2 * detail::lanes<T>();
+  flag_nonfinite_rows(p, tk.n, tk.grp, i_lo, nrows);
   build_padded_rows(p, tk.n, tk.grp, 1, i_lo, nrows, 1, xp);  // slot 0 only
   if (p.Tc == 1)
     fwd_sep_rows<T, 1>(p, tk, i_lo, xp, basebuf);

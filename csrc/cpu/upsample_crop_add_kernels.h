@@ -3,7 +3,8 @@
 // This file is deliberately NOT include-guarded: csrc/cpu/upsample_crop_add.cpp includes it
 // once per instruction set, inside a namespace (isa_generic, isa_avx2, isa_avx512) and, for
 // the x86 sets, under `#pragma GCC target(..)`, then picks one set at run time. It relies on the plan
-// structs and includes of the .cpp that includes it (<algorithm>, <cstdint>); it must not
+// structs and includes of the .cpp that includes it (<algorithm>, <cstdint>, <cstring>,
+// <type_traits>); it must not
 // include system headers itself.
 //
 // Vectors are GCC vector extensions of 32 bytes (V = 8 floats / 4 doubles); on the generic
@@ -351,6 +352,38 @@ FCNFAST_AI void input_rows(const detail::FwdPlan<T>& p, int64_t h0, int64_t h1, 
   *nrows = hi >= lo ? hi - lo + 1 : 0;
 }
 
+// Depthwise tasks: report a NaN or an infinity in the input rows [i_lo, i_lo + nrows) of
+// channel c of image n through p.nonfinite. The depthwise paths skip the zero off-diagonal
+// taps that conv_transpose2d multiplies, and 0 * inf and 0 * NaN are NaN: fwd_impl redoes such
+// a call densely, which gives conv_transpose2d's outputs. Each task tests the rows it reads
+// (their every column), so the rows no output taps are never looked at, and need not be.
+// The test is on the exponent bits, which vectorises.
+template <class T>
+void flag_nonfinite_rows(const detail::FwdPlan<T>& p, int64_t n, int64_t c, int64_t i_lo,
+                         int64_t nrows) {
+  typedef typename std::conditional<sizeof(T) == 4, uint32_t, uint64_t>::type Bits;
+  constexpr Bits kExp = sizeof(T) == 4 ? Bits(0x7f800000u) : Bits(0x7ff0000000000000ull);
+  const int64_t Win = p.g.Win, xs3 = p.xs[3];
+  Bits bad = 0;
+  for (int64_t rr = 0; rr < nrows; ++rr) {
+    const T* src = p.x + n * p.xs[0] + c * p.xs[1] + (i_lo + rr) * p.xs[2];
+    if (xs3 == 1) {
+      for (int64_t j = 0; j < Win; ++j) {
+        Bits b;
+        std::memcpy(&b, src + j, sizeof b);
+        bad |= Bits((b & kExp) == kExp);
+      }
+    } else {
+      for (int64_t j = 0; j < Win; ++j) {
+        Bits b;
+        std::memcpy(&b, src + j * xs3, sizeof b);
+        bad |= Bits((b & kExp) == kExp);
+      }
+    }
+  }
+  if (bad) p.nonfinite->store(true, std::memory_order_relaxed);
+}
+
 // The skip window's row for output row h of channel co, at column 0 with stride 1: the skip
 // itself when its columns are contiguous, else a copy in buf (W elements); null without skip.
 template <class T>
@@ -461,6 +494,7 @@ void fwd_dw_task(const detail::FwdPlan<T>& p, int64_t task, T* scratch) {
   input_rows(p, h0, h1, &i_lo, &nrows);
   T* xp = scratch;
   T* basebuf = xp + p.xe_rows * p.Tc * p.Wp;
+  flag_nonfinite_rows(p, n, c, i_lo, nrows);
   build_padded_rows(p, n, c, 1, i_lo, nrows, p.Tc, xp);
 
   DwCols cols;
@@ -514,6 +548,7 @@ void fwd_task(const detail::FwdPlan<T>& p, int64_t task, T* scratch) {
 
   int64_t i_lo, nrows;
   input_rows(p, h0, h1, &i_lo, &nrows);
+  if (p.depthwise) flag_nonfinite_rows(p, n, grp, i_lo, nrows);
   const int64_t ci0 = p.depthwise ? grp : 0;
   const int64_t nci = p.depthwise ? 1 : g.Cin;
   const int64_t cog0 = p.depthwise ? grp : 0;

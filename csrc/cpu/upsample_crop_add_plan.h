@@ -4,6 +4,7 @@
 // in upsample_crop_add_avx2.cpp for AVX2+FMA and in upsample_crop_add_avx512.cpp for
 // AVX-512, so the three compile in parallel).
 #pragma once
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -79,6 +80,9 @@ struct FwdPlan {
   // The separable task writes its rows' whole 64-byte blocks with non-temporal stores: set for
   // outputs of at least cpu::stream_min_bytes(), too large to stay in the last-level cache.
   bool stream;
+  // Depthwise plans: set by any task whose input rows hold a NaN or an infinity; fwd_impl
+  // then redoes the call densely (see flag_nonfinite_rows).
+  std::atomic<bool>* nonfinite;
 };
 
 // Backward: grad_out rows are read through zero-padded copies GP[row][p], p = j*sw + kx,

@@ -53,6 +53,10 @@ class Backend:
     name: str
     device_types: Tuple[str, ...]
     dtypes: Tuple[torch.dtype, ...]
+    # True: forward, asked for the depthwise path, itself falls back to the dense one when x
+    # holds a NaN or an infinity, so the op need not test x first (the cpp backend's tasks test
+    # the input rows they read anyway). False: the op tests x and asks for the dense path.
+    forward_checks_finite: bool = False
 
     def __init__(self) -> None:
         self._availability: Optional[Availability] = None
@@ -93,7 +97,8 @@ class Backend:
 
         Returns a new contiguous (N, Cout, H, W) tensor in x.dtype on x's device, empty
         without a launch when N == 0. ``depthwise`` promises Cin == Cout and a weight that
-        is zero off the channel diagonal.
+        is zero off the channel diagonal, and, unless ``forward_checks_finite``, an x without
+        NaN or infinities.
         """
         raise NotImplementedError
 

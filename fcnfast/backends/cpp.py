@@ -16,6 +16,7 @@ class CppBackend(ExtensionBackend):
     module_name = "_C"
     kernel_label = "C++"
     grad_w_accumulates = False
+    forward_checks_finite = True  # flag_nonfinite_rows in csrc/cpu/upsample_crop_add_kernels.h
 
     def _describe(self, module):
         info = module.build_info()
