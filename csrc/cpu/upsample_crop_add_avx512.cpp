@@ -45,8 +45,9 @@ static_assert(kFwdCB <= detail::kMaxCB && kFwdNW <= detail::kMaxNW, "tile bounds
 // vpermps per slot and one FMA: NR small loads and NR + 2 NC vector operations per 16 outputs,
 // nothing written but the output. (An earlier version upsampled each input row once into a
 // ring of rows in the output's zmm grid and built an output zmm from two of them, 2 loads and
-// 2 FMAs; it wrote one zmm of upsampled row per 8 of output, and took 1.5-1.6x a fill_ of the
-// output against 1.35-1.4x for this one, kernel alone, 2-core AMD EPYC, side by side.)
+// 2 FMAs; it wrote one zmm of upsampled row per 8 of output, and took 1.45x a fill_ of the
+// output against 1.3x for this one: kernel alone, 2-core AMD EPYC, side by side, see
+// docs/design.md section 12.)
 // The blocks follow the output row's 64-byte blocks, with masked loads and stores at the row's
 // two ends, so no lane outside [0, W) is touched.
 //
