@@ -182,6 +182,21 @@ def test_each_set_redoes_a_non_finite_input_densely(isa, dtype, layout, value):
     torch.testing.assert_close(out[finite], want[finite])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("column", [0, 20, 36])  # first, second and last (partial) zmm of a 37-wide row
+def test_a_non_finite_value_anywhere_in_a_row_is_seen(dtype, column):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 4, 5, 37, generator=g, dtype=dtype)
+    x[0, 2, 3, column] = float("nan")
+    stride = 8 if dtype == torch.float32 else 4
+    weight = bilinear_weight(4, 4, 2 * stride, dtype)
+    out = fcnfast.upsample_crop_add(x, weight, stride, depthwise=True, backend="cpp", offset=3)
+    want = upsample_crop_add_reference(x, weight, stride, offset=3)
+    assert torch.isnan(want).any() and torch.equal(torch.isnan(out), torch.isnan(want))
+    finite = torch.isfinite(want)
+    torch.testing.assert_close(out[finite], want[finite])
+
+
 # --- non-temporal stores for outputs larger than the last-level cache ---------------------
 
 

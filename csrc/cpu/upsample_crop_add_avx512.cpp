@@ -78,6 +78,10 @@ struct Zmm<float> {
   static FCNFAST_ZI q qmul(q a, q b) { return _mm_mul_ps(a, b); }
   static FCNFAST_ZI q qfma(q a, q b, q c) { return _mm_fmadd_ps(a, b, c); }
   static FCNFAST_ZI v widen(q a) { return _mm512_castps128_ps512(a); }  // lanes >= 4 undefined
+  static FCNFAST_ZI mask nonfinite(v x) {  // lanes whose exponent bits are all ones
+    const __m512i e = _mm512_set1_epi32(0x7f800000);
+    return _mm512_cmpeq_epi32_mask(_mm512_and_si512(_mm512_castps_si512(x), e), e);
+  }
 };
 template <>
 struct Zmm<double> {
@@ -99,6 +103,10 @@ struct Zmm<double> {
   static FCNFAST_ZI q qmul(q a, q b) { return _mm256_mul_pd(a, b); }
   static FCNFAST_ZI q qfma(q a, q b, q c) { return _mm256_fmadd_pd(a, b, c); }
   static FCNFAST_ZI v widen(q a) { return _mm512_castpd256_pd512(a); }  // lanes >= 4 undefined
+  static FCNFAST_ZI mask nonfinite(v x) {
+    const __m512i e = _mm512_set1_epi64(0x7ff0000000000000ll);
+    return _mm512_cmpeq_epi64_mask(_mm512_and_si512(_mm512_castpd_si512(x), e), e);
+  }
 };
 
 // Lane indices of the separable rows for each alignment m < V (lanes l < 2V), the same for
@@ -257,6 +265,35 @@ void fwd_sep_rows(const detail::FwdPlan<T>& p, const FwdTask& tk, int64_t i_lo, 
   }
 }
 
+// The slot-0 padded rows of one (image, channel) whose columns are contiguous, as
+// build_padded_rows(.., 1, ..), testing every value on the way as flag_nonfinite_rows does:
+// zmm copies instead of a fill, a memmove and a fill per row, which with the separate test
+// were most of a task's setup.
+template <class T>
+void pad_rows_checked(const detail::FwdPlan<T>& p, int64_t n, int64_t c, int64_t i_lo, int64_t nrows,
+                      T* xp) {
+  typedef Zmm<T> Z;
+  typedef typename Z::mask mask;
+  constexpr int64_t L = 2 * detail::lanes<T>();
+  const int64_t Wp = p.Wp, lo = p.padL, Win = p.g.Win;
+  const typename Z::v zero = Z::set1(T(0));
+  const mask all = static_cast<mask>(~uint64_t(0));
+  auto first = [](int64_t k) { return static_cast<mask>(k >= L ? ~uint64_t(0) : (uint64_t(1) << k) - 1); };
+  mask bad = 0;
+  for (int64_t rr = 0; rr < nrows; ++rr) {
+    const T* src = p.x + n * p.xs[0] + c * p.xs[1] + (i_lo + rr) * p.xs[2];
+    T* dst = xp + rr * Wp;
+    for (int64_t j = 0; j < Wp; j += L) Z::store(dst + j, first(Wp - j), zero);
+    for (int64_t j = 0; j < Win; j += L) {
+      const mask m = j + L <= Win ? all : first(Win - j);
+      const typename Z::v v = Z::load(m, src + j);  // zero in the lanes outside m: finite
+      bad |= Z::nonfinite(v);
+      Z::store(dst + lo + j, m, v);
+    }
+  }
+  if (bad) p.nonfinite->store(true, std::memory_order_relaxed);
+}
+
 // Output rows [h0, h1) of one (image, channel), as fwd_dw_task but separable. Scratch: the
 // padded input rows (slot 0 only), then the skip-row copy. A block's quad loads may run a few
 // elements past the end of the last padded row, into the scratch that follows, in lanes the
@@ -268,8 +305,12 @@ void fwd_sep_task(const detail::FwdPlan<T>& p, int64_t task, T* scratch) {
   input_rows(p, tk.h0, tk.h1, &i_lo, &nrows);
   T* xp = scratch;
   T* basebuf = xp + p.xe_rows * p.Tc * p.Wp + 2 * detail::lanes<T>();
-  flag_nonfinite_rows(p, tk.n, tk.grp, i_lo, nrows);
-  build_padded_rows(p, tk.n, tk.grp, 1, i_lo, nrows, 1, xp);  // slot 0 only
+  if (p.xs[3] == 1) {
+    pad_rows_checked(p, tk.n, tk.grp, i_lo, nrows, xp);
+  } else {
+    flag_nonfinite_rows(p, tk.n, tk.grp, i_lo, nrows);
+    build_padded_rows(p, tk.n, tk.grp, 1, i_lo, nrows, 1, xp);  // slot 0 only
+  }
   if (p.Tc == 1)
     fwd_sep_rows<T, 1>(p, tk, i_lo, xp, basebuf);
   else

@@ -340,16 +340,17 @@ FCNFAST_AI FwdTask fwd_task_of(const detail::FwdPlan<T>& p, int64_t task) {
 template <class T>
 FCNFAST_AI void input_rows(const detail::FwdPlan<T>& p, int64_t h0, int64_t h1, int64_t* i_lo,
                            int64_t* nrows) {
-  int64_t lo = p.g.Hin, hi = -1;
-  for (int64_t h = h0; h < h1; ++h) {
-    const detail::FwdRow& row = p.rows[h];
-    if (row.count > 0) {
-      if (row.first < lo) lo = row.first;
-      if (row.first + row.count - 1 > hi) hi = row.first + row.count - 1;
-    }
+  // The first and the last row with taps bound them all.
+  int64_t a = h0, b = h1 - 1;
+  while (a <= b && p.rows[a].count == 0) ++a;
+  while (b > a && p.rows[b].count == 0) --b;
+  if (a > b) {
+    *i_lo = p.g.Hin;
+    *nrows = 0;
+    return;
   }
-  *i_lo = lo;
-  *nrows = hi >= lo ? hi - lo + 1 : 0;
+  *i_lo = p.rows[a].first;
+  *nrows = p.rows[b].first + p.rows[b].count - p.rows[a].first;
 }
 
 // Depthwise tasks: report a NaN or an infinity in the input rows [i_lo, i_lo + nrows) of
