@@ -119,10 +119,10 @@ def main(argv=None) -> dict:
     results = {"isas": isas, "default_isa": before, "stream_min_bytes": stream_min, "size": args.size, "batch": args.batch, "rounds": args.rounds,
                "reps": args.reps, "preallocated": args.preallocated, "baseline": args.baseline,
                "environment": environment("cpu"), "stages": {}}
+    extensions = (_C,) if baseline is None else (_C, baseline)
     try:
         with torch.inference_mode():
             for stage in ("upscore2", "upscore_pool4", "upscore8"):
-                extensions = (_C,) if baseline is None else (_C, baseline)
                 op, floor, out_bytes = stage_call(stage, args.size, args.batch, args.preallocated, extensions)
                 if args.preallocated:
                     op, *baseline_op = op

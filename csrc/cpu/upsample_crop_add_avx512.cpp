@@ -130,12 +130,11 @@ template <class T, int NC>
 inline constexpr SepIndex<T, NC> kSepIndex{};
 
 // Per (task, channel): for each alignment m < V of a block's first column within its vector,
-// the shuffles and horizontal factors of the block's lanes.
+// the horizontal factors of the block's lanes (their shuffles are kSepIndex<T, NC>.sel[m]).
 template <class T, int NC>
 struct SepConsts {
   static constexpr int V = detail::lanes<T>();
   typename Zmm<T>::v bw[V][NC];  // lane l: b_s at column phase (m + l) % V
-  __m512i sel[V][NC];            // lane l: element (m + l) / V + NC - 1 - s of the block's quad
   typename Zmm<T>::v bias;
   int64_t ws;  // output column of vector 0 (-V < ws <= 0)
 };
@@ -184,11 +183,15 @@ void sep_row(const SepConsts<T, NC>& k, const T* const* x, const T* a, const T* 
   };
   const int64_t mis = static_cast<int64_t>(reinterpret_cast<uintptr_t>(out) / sizeof(T) % L);
   const int64_t c0 = std::min<int64_t>((L - mis) % L, W);  // first column of a whole block
-  if (c0 > 0) block(0, 0, k.sel[-ws], k.bw[-ws], true, static_cast<mask>((uint64_t(1) << c0) - 1));
-  const int64_t m = (c0 - ws) % V;
+  const SepIndex<T, NC>& ix = kSepIndex<T, NC>;
   __m512i sel[NC];
+  if (c0 > 0) {
+    for (int t = 0; t < NC; ++t) sel[t] = _mm512_load_si512(ix.sel[-ws][t]);
+    block(0, 0, sel, k.bw[-ws], true, static_cast<mask>((uint64_t(1) << c0) - 1));
+  }
+  const int64_t m = (c0 - ws) % V;
   v bw[NC];
-  for (int t = 0; t < NC; ++t) sel[t] = k.sel[m][t], bw[t] = k.bw[m][t];
+  for (int t = 0; t < NC; ++t) sel[t] = _mm512_load_si512(ix.sel[m][t]), bw[t] = k.bw[m][t];
   int64_t c = c0, u = (c0 - ws) / V;
 #pragma GCC unroll 2
   for (; c + L <= W; c += L, u += 2) block(c, u, sel, bw, false, 0);
@@ -225,7 +228,6 @@ void fwd_sep_rows(const detail::FwdPlan<T>& p, const FwdTask& tk, int64_t i_lo, 
     for (int s = 0; s < NC; ++s) {
       for (int l = 0; l < 2 * V; ++l) factors[l] = b[s * V + ix.rot[m][l]];
       k.bw[m][s] = Z::load(factors);
-      k.sel[m][s] = _mm512_load_si512(ix.sel[m][s]);
     }
   const T bias = p.bias ? p.bias[c] : T(0);
   k.bias = Z::set1(bias);
